@@ -1,0 +1,36 @@
+# Two entry points (see README): `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-lib test-notebooks zoo clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# The main job on the default (mini) profile: build the world (and models), then the tour.
+demo: setup
+	$(BIN)/tiger demo
+
+# Library tests, then the artefacts the notebooks load, then every notebook under nbval.
+test: test-lib test-notebooks
+
+test-lib: setup
+	$(BIN)/python -m pytest tests
+
+zoo: setup
+	$(BIN)/tiger world build
+	$(BIN)/tiger zoo build
+
+test-notebooks: zoo
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
+
+clean:
+	rm -rf $(VENV) tiger_home

@@ -1,0 +1,26 @@
+import os
+
+# Tests never reach a model hub, and never touch the user's TIGER_HOME.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A private TIGER_HOME for one test."""
+    monkeypatch.setenv("TIGER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TIGER_PROFILE", raising=False)
+    monkeypatch.delenv("TIGER_SEED", raising=False)
+    return tmp_path / "home"
+
+
+TINY_WORLD = dict(n_train=300, n_val=50, n_gallery=60, n_entities=6, entity_variants=3, n_common_queries=10, n_creative_queries=10)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    from tigerlib.data import WorldConfig, build_world
+
+    return build_world(tmp_path_factory.mktemp("world"), WorldConfig(**TINY_WORLD))

@@ -1,0 +1,46 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tigerlib.config import get_settings
+from tigerlib.errors import TigerError
+
+
+def test_defaults(home):
+    s = get_settings()
+    assert s.profile.name == "mini" and s.seed == 0 and s.device.type in ("cpu", "cuda")
+    assert s.home == home.resolve() and s.data_dir.parent == s.home
+
+
+def test_unknown_profile(home):
+    with pytest.raises(TigerError, match="unknown profile"):
+        get_settings(profile="huge")
+
+
+def test_bad_seed(home):
+    with pytest.raises(TigerError, match="seed"):
+        get_settings(seed="abc")
+
+
+def test_full_profile_without_gpu_still_works(home, capsys):
+    import torch
+
+    s = get_settings(profile="full")
+    if not torch.cuda.is_available():
+        assert s.device.type == "cpu"
+        assert "expects a GPU" in capsys.readouterr().err
+
+
+def test_cli_errors_are_one_line(home):
+    r = subprocess.run([sys.executable, "-m", "tigerlib", "--profile", "huge", "info"], capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "TIGER_PROFILE" in lines[0]
+
+
+def test_bench_world_json(home):
+    r = subprocess.run([sys.executable, "-m", "tigerlib", "bench", "world", "--json", "--n", "500"], capture_output=True, text=True, check=True)
+    out = json.loads(r.stdout)
+    assert out["images_per_second"] > 0 and out["image_size"] == 32 and out["n"] == 500

@@ -1,0 +1,164 @@
+"""The ``tiger`` command (also ``python -m tigerlib``).
+
+Every ``--json`` command prints exactly one JSON object on stdout; logs and progress go to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .config import get_settings, info
+from .errors import TigerError
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def _world_overrides(args) -> dict:
+    keys = ("image_size", "n_train", "n_gallery", "n_entities")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def cmd_info(args, s) -> None:
+    print(s.describe())
+
+
+def cmd_world_build(args, s) -> None:
+    from .data.world_store import build_world
+
+    world = build_world(s.data_dir, s.world_config(**_world_overrides(args)), force=args.force)
+    summary = world.summary() | {"built": world.built_now}
+    _print_json(summary) if args.json else print("\n".join(f"{k}: {v}" for k, v in summary.items()))
+
+
+def cmd_world_show(args, s) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .data.world_store import load_world
+    from .notebook import show_split
+
+    world = load_world(s.data_dir, s.world_config(**_world_overrides(args)))
+    fig, texts = show_split(world, args.split, args.n, seed=args.seed_offset)
+    out = args.out or str(s.home / f"world_{args.split}.png")
+    fig.savefig(out, dpi=110)
+    for t in texts:
+        print(t)
+    info(f"saved a grid of {len(texts)} {args.split} images to {out}")
+
+
+def cmd_bench_world(args, s) -> None:
+    from .bench import bench_world
+
+    result = bench_world(n=args.n, image_size=args.image_size or 32, seed=s.seed)
+    _print_json(result) if args.json else print(f"{result['images_per_second']:.0f} images/s at {result['image_size']}px (n={result['n']}, one core)")
+
+
+def cmd_bench_trie(args, s) -> None:
+    from .decoding.trie_benchmark import run_trie_benchmark
+
+    result = run_trie_benchmark(sizes=tuple(args.sizes), beams=args.beams, seed=s.seed)
+    if args.json:
+        _print_json(result)
+    else:
+        for r in result["results"]:
+            print(f"n={r['n']:>9,} {r['impl']:<9} {r['status']:<10} build {r['build_seconds']:.2f}s  {r['bytes_per_node']:.1f} B/node  step {r['step_ms']:.3f} ms")
+
+
+def cmd_zoo_build(args, s) -> None:
+    from .models.zoo import build_zoo
+
+    build_zoo(s, only=args.only, force=args.force)
+
+
+def cmd_zoo_status(args, s) -> None:
+    from .models.zoo import zoo_status
+
+    status = zoo_status(s)
+    if args.json:
+        _print_json(status)
+    else:
+        for name, m in status["models"].items():
+            state = "built" if m["built"] else "missing"
+            metrics = ", ".join(f"{k}={v}" for k, v in m.get("metrics", {}).items())
+            print(f"{name:<18} {m['role']:<17} {state:<8} {metrics}")
+
+
+def cmd_demo(args, s) -> None:
+    """The main job on the default profile: build what is missing, then run the tour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .demo import run_demo
+
+    run_demo(s)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tiger", description="tigerlib: unified text-to-image generation and retrieval, for learning.")
+    p.add_argument("--profile", help="mini (default) or full; env TIGER_PROFILE")
+    p.add_argument("--seed", type=str, help="global seed (default 0); env TIGER_SEED")
+    p.add_argument("--home", help="root for data/checkpoints/caches; env TIGER_HOME")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("info", help="print profile, device and paths").set_defaults(func=cmd_info)
+    sub.add_parser("demo", help="build the world and the zoo if missing, then run the end-to-end tour").set_defaults(func=cmd_demo)
+
+    world = sub.add_parser("world", help="the mini world").add_subparsers(dest="action", required=True)
+    wb = world.add_parser("build", help="build the mini world (idempotent)")
+    wb.add_argument("--force", action="store_true", help="rebuild even if an intact copy exists")
+    wb.add_argument("--json", action="store_true")
+    ws = world.add_parser("show", help="save a grid of images with captions and print the captions")
+    ws.add_argument("--split", default="gallery", choices=["train", "val", "gallery", "knowledge", "common", "creative"])
+    ws.add_argument("--n", type=int, default=16)
+    ws.add_argument("--seed-offset", type=int, default=0, help="pick another random sample")
+    ws.add_argument("--out", help="PNG path (default: TIGER_HOME/world_<split>.png)")
+    for q in (wb, ws):
+        q.add_argument("--image-size", type=int)
+        q.add_argument("--n-train", type=int)
+        q.add_argument("--n-gallery", type=int)
+        q.add_argument("--n-entities", type=int)
+    wb.set_defaults(func=cmd_world_build)
+    ws.set_defaults(func=cmd_world_show)
+
+    bench = sub.add_parser("bench", help="benchmarks printing JSON").add_subparsers(dest="action", required=True)
+    bw = bench.add_parser("world", help="world generation speed (images/s, one core)")
+    bw.add_argument("--n", type=int, default=20_000)
+    bw.add_argument("--image-size", type=int)
+    bw.add_argument("--json", action="store_true")
+    bw.set_defaults(func=cmd_bench_world)
+    bt = bench.add_parser("trie", help="tensor trie vs the nested-dict reference")
+    bt.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
+    bt.add_argument("--beams", type=int, default=800)
+    bt.add_argument("--json", action="store_true")
+    bt.set_defaults(func=cmd_bench_trie)
+
+    zoo = sub.add_parser("zoo", help="the mini model zoo").add_subparsers(dest="action", required=True)
+    zb = zoo.add_parser("build", help="train the models that are missing (idempotent, resumable)")
+    zb.add_argument("--only", nargs="+", help="model names to build")
+    zb.add_argument("--force", action="store_true", help="retrain even if a valid checkpoint exists")
+    zb.set_defaults(func=cmd_zoo_build)
+    zs = zoo.add_parser("status", help="each model with its quality metrics")
+    zs.add_argument("--json", action="store_true")
+    zs.set_defaults(func=cmd_zoo_status)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings(profile=args.profile, seed=args.seed, home=args.home)
+        args.func(args, settings)
+    except TigerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: what was finished is kept; run the command again to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

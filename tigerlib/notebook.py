@@ -1,0 +1,84 @@
+"""Helpers that keep notebooks to narrative and calls: one-call setup, browsers and tours."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .config import Settings, ensure_writable, get_settings, seed_everything
+
+
+def setup(profile: str | None = None, seed: int | None = None, home: str | None = None, quiet: bool = False) -> Settings:
+    """Everything a notebook needs in one call: profile, device, seeds, paths (printed)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    settings = get_settings(profile=profile, seed=seed, home=home)
+    ensure_writable(settings.home)
+    seed_everything(settings.seed)
+    if not quiet:
+        print(settings.describe())
+    return settings
+
+
+def load_or_build_world(settings: Settings):
+    """The profile's mini world: loaded if built, built otherwise (it says which)."""
+    from .data.world_store import build_world
+
+    world = build_world(settings.data_dir, settings.world_config())
+    print(f"world {world.id}: {'built now' if world.built_now else 'loaded from disk'}")
+    return world
+
+
+def show_split(world, split: str, n: int = 16, seed: int = 0, ncols: int = 8):
+    """A grid of ``n`` random images of a split (train/val/gallery) or a query kind
+    (knowledge/common/creative), titled by caption (queries: prompt and gold label)."""
+    from .errors import TigerError
+    from .viz import image_grid
+
+    rng = np.random.default_rng(seed)
+    if split in ("knowledge", "common", "creative"):
+        q = world.queries.subset(split)
+        idx = np.sort(rng.choice(len(q), size=min(n, len(q)), replace=False))
+        texts = [f"{q.texts[i]} [{q.label[i]}]" for i in idx]
+        images = q.images[idx]
+    elif split in ("train", "val", "gallery"):
+        d = getattr(world, split)
+        idx = np.sort(rng.choice(len(d), size=min(n, len(d)), replace=False))
+        texts = [d.captions[i][0] for i in idx]
+        images = d.load(idx)
+    else:
+        raise TigerError(f"unknown split {split!r}: use train, val, gallery, knowledge, common or creative")
+    return image_grid(images, texts, ncols=ncols), texts
+
+
+def world_browser(world):
+    """An ipywidgets browser: pick a split and an index, see the image and all its captions."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    splits = {"gallery": world.gallery, "train": world.train, "val": world.val}
+    for kind in ("knowledge", "common", "creative"):
+        splits[f"queries: {kind}"] = world.queries.subset(kind)
+    split = widgets.Dropdown(options=list(splits), description="split")
+    index = widgets.IntSlider(min=0, max=len(world.gallery) - 1, description="index", continuous_update=False)
+    out = widgets.Output()
+
+    def render(*_):
+        data = splits[split.value]
+        index.max = len(data) - 1
+        i = min(index.value, index.max)
+        with out:
+            out.clear_output(wait=True)
+            if hasattr(data, "captions"):
+                image, lines = data.load([i])[0], data.captions[i]
+            else:
+                image, lines = data.images[i], [data.texts[i], f"gold label: {data.label[i]}", f"gallery image: {data.gallery_index[i]}"]
+            fig, ax = plt.subplots(figsize=(2.2, 2.2))
+            ax.imshow(image, interpolation="nearest")
+            ax.axis("off")
+            plt.show()
+            print("\n".join(lines))
+
+    split.observe(render, "value")
+    index.observe(render, "value")
+    render()
+    return widgets.VBox([widgets.HBox([split, index]), out])
