@@ -82,3 +82,35 @@ def world_browser(world):
     index.observe(render, "value")
     render()
     return widgets.VBox([widgets.HBox([split, index]), out])
+
+
+def retrieval_explorer(retriever, gallery, k: int = 6, prompt: str = "a large red circle on the left on a black background"):
+    """Type a prompt, see the top-k gallery images of a retriever (anything with ``search``)."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from .viz import image_grid
+
+    box = widgets.Text(value=prompt, description="prompt", layout=widgets.Layout(width="80%"), continuous_update=False)
+    out = widgets.Output()
+
+    def render(*_):
+        with out:
+            out.clear_output(wait=True)
+            idx, scores = retriever.search([box.value], k=k)
+            image_grid(gallery.load(idx[0]), [f"#{i}  {s:.2f}\n{gallery.captions[i][0]}" for i, s in zip(idx[0], scores[0])], ncols=k)
+            plt.show()
+
+    box.observe(render, "value")
+    render()
+    return widgets.VBox([box, out])
+
+
+def reconstructions(tokenizer, images: np.ndarray):
+    """Originals (top row) and their reconstructions from visual tokens (bottom row)."""
+    from .viz import image_grid
+
+    codes = tokenizer.encode(images)
+    both = np.concatenate([images, tokenizer.decode(codes)])
+    titles = ["original"] * len(images) + [f"from {codes.shape[1]} codes"] * len(images)
+    return image_grid(both, titles, ncols=len(images))

@@ -24,3 +24,92 @@ def image_grid(images: np.ndarray, titles: list[str] | None = None, ncols: int =
                 ax.set_title("\n".join(textwrap.wrap(titles[k], wrap)), fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def text_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """A plain monospace table of dicts (what a notebook prints)."""
+    columns = columns or list(rows[0])
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[k]) for row in cells)) for k, c in enumerate(columns)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def cluster_grid(identifiers, images: np.ndarray, n_clusters: int = 6, per_cluster: int = 8, scale: float = 1.0):
+    """Rows = first-level clusters of structured identifiers, columns = images inside them."""
+    import matplotlib.pyplot as plt
+
+    first = np.array([s[0] for s in identifiers.sequences])
+    clusters = [c for c, _ in sorted(zip(*np.unique(first, return_counts=True)), key=lambda t: -t[1])][:n_clusters]
+    fig, axes = plt.subplots(len(clusters), per_cluster, figsize=(per_cluster * scale, len(clusters) * scale * 1.05), squeeze=False)
+    for r, c in enumerate(clusters):
+        members = identifiers.images[first == c][:per_cluster]
+        for k, ax in enumerate(axes[r]):
+            ax.axis("off")
+            if k < len(members):
+                ax.imshow(images[members[k]], interpolation="nearest")
+        axes[r][0].set_title(f"cluster {c} ({int((first == c).sum())} images)", fontsize=7, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def draw_trie(trie, symbols: dict[int, str] | None = None, highlight: list[int] | None = None, max_nodes: int = 80):
+    """Draw a small trie as a tree: nodes by depth, edges labelled with their token."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    if trie.num_nodes > max_nodes:
+        raise ValueError(f"the trie has {trie.num_nodes} nodes; draw_trie is for small examples (<= {max_nodes})")
+    row_ptr, tokens = trie.row_ptr.cpu().tolist(), trie.tokens.cpu().tolist()
+    children = {v: [(tokens[e], e + 1) for e in range(row_ptr[v], row_ptr[v + 1])] for v in range(trie.num_nodes)}
+    pos, depth, next_x = {}, {0: 0}, [0]
+
+    def place(v):  # leaves left to right, parents centred over their children
+        kids = children[v]
+        for _, c in kids:
+            depth[c] = depth[v] + 1
+            place(c)
+        if kids:
+            pos[v] = float(np.mean([pos[c] for _, c in kids]))
+        else:
+            pos[v] = float(next_x[0])
+            next_x[0] += 1
+
+    place(0)
+    hl = set(highlight or [])
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * next_x[0]), 0.9 * (max(depth.values()) + 1)))
+    for v, kids in children.items():
+        for tok, c in kids:
+            ax.plot([pos[v], pos[c]], [-depth[v], -depth[c]], color="tab:red" if c in hl else "0.6", lw=2 if c in hl else 1, zorder=1)
+            label = symbols.get(tok, str(tok)) if symbols else str(tok)
+            ax.text((pos[v] + pos[c]) / 2, -(depth[v] + depth[c]) / 2, label, fontsize=8, ha="center", va="center", bbox=dict(fc="white", ec="none", pad=0.5))
+    leaves = set(trie.leaf_nodes.cpu().tolist())
+    for v in children:
+        ax.scatter(pos[v], -depth[v], s=60, color="tab:green" if v in leaves else ("tab:red" if v in hl or v == 0 else "tab:blue"), zorder=2)
+        if v in leaves:
+            items = trie.items_at(torch.tensor([v]))[0].tolist()
+            ax.text(pos[v], -depth[v] - 0.35, "img " + ",".join(map(str, items)), fontsize=7, ha="center", va="top")
+    ax.axis("off")
+    ax.set_title("prefix trie: root at the top, one gallery image per green leaf", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_trie_benchmark(result: dict):
+    """Per-step constraint time and memory per node against gallery size, both implementations."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for impl, style in (("tensor", "o-"), ("reference", "s--")):
+        rows = [r for r in result["results"] if r["impl"] == impl and r["status"] == "ok"]
+        if rows:
+            a.plot([r["n"] for r in rows], [r["step_ms"] for r in rows], style, label=impl)
+            b.plot([r["n"] for r in rows], [r["bytes_per_node"] for r in rows], style, label=impl)
+    for ax, title in ((a, f"ms per decoding step ({result['results'][0]['beams']} beams)"), (b, "bytes per trie node")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("gallery size (sequences)")
+        ax.set_title(title, fontsize=9)
+        ax.legend()
+    fig.tight_layout()
+    return fig

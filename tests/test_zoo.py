@@ -1,0 +1,121 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tigerlib.config import get_settings
+from tigerlib.errors import TigerError
+from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
+from tigerlib.models.visual_tokenizer import TINY_VQ, VQTokenizer
+from tigerlib.models.zoo import build_zoo, load_zoo_model, model_dir, zoo_status
+
+TINY = {"dual_encoder": TINY_DUAL_ENCODER, "visual_tokenizer": TINY_VQ}
+
+
+@pytest.fixture
+def settings(home):
+    return get_settings(device="cpu")
+
+
+def test_build_status_and_noop(settings, tiny_world, capsys):
+    status = build_zoo(settings, configs=TINY, world=tiny_world)
+    de, vq = status["models"]["dual_encoder"], status["models"]["visual_tokenizer"]
+    assert de["built"] and vq["built"] and de["role"] == "dual_encoder" and vq["role"] == "visual_tokenizer"
+    for key in ("t2i_r1", "t2i_r5", "t2i_r10", "strict_r1", "entity_r1", "random_r1"):
+        assert 0.0 <= de["metrics"][key] <= 1.0
+    for key in ("recon_r1", "codebook_usage", "unique_share"):
+        assert 0.0 <= vq["metrics"][key] <= 1.0
+    assert vq["metrics"]["tokens_per_image"] == 64 and vq["metrics"]["codebook_size"] == TINY_VQ.codebook_size
+    assert de["train_seconds"] > 0
+    capsys.readouterr()
+    build_zoo(settings, configs=TINY, world=tiny_world)
+    assert capsys.readouterr().err.count("nothing to do") == 2
+
+
+def test_training_is_deterministic(settings, tiny_world, tmp_path):
+    first = build_zoo(settings, configs=TINY, world=tiny_world)
+    other = get_settings(home=tmp_path / "other", device="cpu")
+    second = build_zoo(other, configs=TINY, world=tiny_world)
+    for name in ("dual_encoder", "visual_tokenizer"):
+        assert first["models"][name]["metrics"] == second["models"][name]["metrics"]
+    a = (model_dir(settings, "dual_encoder") / "model.safetensors").read_bytes()
+    b = (model_dir(other, "dual_encoder") / "model.safetensors").read_bytes()
+    assert a == b
+
+
+def test_corrupt_checkpoint_is_detected_and_rebuilt(settings, tiny_world):
+    build_zoo(settings, configs=TINY, world=tiny_world)
+    weights = model_dir(settings, "visual_tokenizer") / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-50])
+    status = zoo_status(settings)["models"]["visual_tokenizer"]
+    assert not status["built"] and "damaged" in status["problem"]
+    with pytest.raises(TigerError, match="tiger zoo build"):
+        load_zoo_model(settings, "visual_tokenizer")
+    de_before = (model_dir(settings, "dual_encoder") / "model.safetensors").stat().st_mtime_ns
+    build_zoo(settings, configs=TINY, world=tiny_world)
+    assert zoo_status(settings)["models"]["visual_tokenizer"]["built"]
+    assert (model_dir(settings, "dual_encoder") / "model.safetensors").stat().st_mtime_ns == de_before  # kept
+
+
+def test_loaded_models_encode_and_decode(settings, tiny_world):
+    build_zoo(settings, configs=TINY, world=tiny_world)
+    tok = load_zoo_model(settings, "visual_tokenizer")
+    codes = tok.encode(tiny_world.gallery.images[:5])
+    assert codes.shape == (5, tok.tokens_per_image) and codes.dtype == torch.long
+    assert int(codes.max()) < tok.codebook_size
+    images = tok.decode(codes)
+    assert images.shape == (5, 32, 32, 3) and images.dtype == np.uint8
+    enc = load_zoo_model(settings, "dual_encoder")
+    t = enc.encode_text(["a red circle", "the flag of nowhere"])
+    i = enc.encode_images(tiny_world.gallery.images[:3])
+    assert t.shape == (2, TINY_DUAL_ENCODER.embed_dim) and i.shape == (3, TINY_DUAL_ENCODER.embed_dim)
+    assert torch.allclose(t.norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+def test_bad_codes_and_images():
+    tok = VQTokenizer.create(TINY_VQ)
+    with pytest.raises(TigerError, match="shape"):
+        tok.decode(torch.zeros(2, 10, dtype=torch.long))
+    with pytest.raises(TigerError, match="out of range"):
+        tok.decode(torch.full((1, 64), TINY_VQ.codebook_size))
+    with pytest.raises(TigerError, match="integers"):
+        tok.decode(torch.zeros(1, 64))
+    # other sizes, grey and float images are converted
+    assert tok.encode(np.zeros((2, 48, 48), np.uint8)).shape == (2, 64)
+    assert tok.encode(np.ones((1, 32, 32, 3), np.float32)).shape == (1, 64)
+    with pytest.raises(TigerError):
+        tok.encode(np.zeros((1, 32, 32, 7), np.uint8))
+    enc = DualEncoder.create(TINY_DUAL_ENCODER)
+    assert enc.encode_images(np.zeros((1, 64, 64, 3), np.uint8)).shape == (1, TINY_DUAL_ENCODER.embed_dim)
+
+
+def test_full_profile_classes_with_random_weights():
+    """The full path's classes, built from configs offline: open_clip ViT-B-32 and Janus' VQ."""
+    from transformers import JanusVQVAE, JanusVQVAEConfig
+
+    from tigerlib.models.visual_tokenizer import JanusTokenizer
+
+    enc = DualEncoder.from_pretrained("ViT-B-32/openai", pretrained=False)
+    assert enc.image_size == 224
+    assert enc.encode_images(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 512)
+    assert enc.encode_text(["a photo of a dog"]).shape == (1, 512)
+    cfg = JanusVQVAEConfig(embed_dim=8, num_embeddings=64, base_channels=16, channel_multiplier=[1, 1, 2], num_res_blocks=1, resolution=32, latent_channels=8, projection_dim=16, num_hidden_layers=1, image_token_embed_dim=16)
+    tok = JanusTokenizer(JanusVQVAE(cfg))
+    codes = tok.encode(np.zeros((2, 32, 32, 3), np.uint8))
+    assert codes.shape == (2, tok.tokens_per_image) and int(codes.max()) < 64
+    assert tok.decode(codes).shape == (2, 32, 32, 3)
+
+
+def test_full_profile_name_offline_fails_fast():
+    with pytest.raises(TigerError, match="download"):
+        DualEncoder.from_pretrained("ViT-B-32/openai")
+
+
+def test_zoo_status_json_cli(home):
+    r = subprocess.run([sys.executable, "-m", "tigerlib", "zoo", "status", "--json"], capture_output=True, text=True, check=True)
+    status = json.loads(r.stdout)
+    assert set(status["models"]) >= {"dual_encoder", "visual_tokenizer"}
+    assert all(not m["built"] for m in status["models"].values())

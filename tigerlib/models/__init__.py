@@ -1,0 +1,1 @@
+"""The model zoo: dual encoder and visual tokenizer (and, later, the LMM, diffusion, text LLM)."""

@@ -1,0 +1,195 @@
+"""The model zoo: build what is missing, load what is built, report quality.
+
+Each model is trained independently (a finished model is never retrained unless asked), written
+atomically as ``model.safetensors`` plus ``manifest.json`` (config, seed, world, training time,
+quality metrics, sha256 of every file). A corrupted or truncated checkpoint fails its hash check
+and is rebuilt, never loaded. At full scale the same roles load pretrained checkpoints by the names
+in ``tigerlib/profiles.py``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..config import Settings, info
+from ..errors import TigerError
+from ..storage import atomic_dir, atomic_write_json, files_manifest, read_json, verify_files
+from .dual_encoder import DualEncoder, DualEncoderConfig, evaluate_dual_encoder, train_dual_encoder
+from .visual_tokenizer import JanusTokenizer, VQConfig, VQTokenizer, evaluate_tokenizer, train_vq
+
+ZOO_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    name: str
+    role: str
+    config_class: type
+    needs: tuple[str, ...]
+    train: Callable  # (world, config, seed, device, deps) -> (model, stats)
+    evaluate: Callable  # (model, world, deps) -> metrics
+    create: Callable  # (config, device) -> model with .model (an nn.Module)
+
+
+ZOO: dict[str, ZooModel] = {
+    "dual_encoder": ZooModel(
+        "dual_encoder",
+        "dual_encoder",
+        DualEncoderConfig,
+        (),
+        lambda world, cfg, seed, device, deps: train_dual_encoder(world, cfg, seed, device),
+        lambda model, world, deps: evaluate_dual_encoder(model, world),
+        DualEncoder.create,
+    ),
+    "visual_tokenizer": ZooModel(
+        "visual_tokenizer",
+        "visual_tokenizer",
+        VQConfig,
+        ("dual_encoder",),
+        lambda world, cfg, seed, device, deps: train_vq(world, cfg, seed, device),
+        lambda model, world, deps: evaluate_tokenizer(model, deps["dual_encoder"], world),
+        VQTokenizer.create,
+    ),
+}
+
+
+def model_dir(settings: Settings, name: str) -> Path:
+    return settings.checkpoint_dir / name
+
+
+def check_checkpoint(path: Path) -> tuple[dict | None, str | None]:
+    """(manifest, None) if the checkpoint is complete and intact, else (None, why not)."""
+    manifest = read_json(path / "manifest.json")
+    if manifest is None:
+        return None, "not built" if not path.exists() else "no readable manifest (interrupted build?)"
+    if manifest.get("zoo_version") != ZOO_VERSION:
+        return None, f"built by zoo version {manifest.get('zoo_version')}, this library has {ZOO_VERSION}"
+    problem = verify_files(path, manifest.get("files", {}))
+    if problem or "model.safetensors" not in manifest.get("files", {}):
+        return None, f"checkpoint damaged: {problem or 'weights missing'}"
+    return manifest, None
+
+
+def _config_from(cls, data: dict):
+    names = {f.name for f in fields(cls)}
+    data = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
+    return cls(**data)
+
+
+def load_zoo_model(settings: Settings, name: str):
+    """Load a built mini model (hash-checked); a missing or damaged one names the command to fix it."""
+    from safetensors.torch import load_file
+
+    entry = _entry(name)
+    path = model_dir(settings, name)
+    manifest, problem = check_checkpoint(path)
+    if problem:
+        raise TigerError(f"zoo model {name!r} is unusable ({problem}): run `tiger zoo build`")
+    config = _config_from(entry.config_class, manifest["config"])
+    model = entry.create(config, settings.device)
+    model.model.load_state_dict(load_file(path / "model.safetensors"))
+    model.model.eval()
+    return model
+
+
+def _entry(name: str) -> ZooModel:
+    if name not in ZOO:
+        raise TigerError(f"unknown zoo model {name!r}: use one of {list(ZOO)}")
+    return ZOO[name]
+
+
+def build_zoo(settings: Settings, only: list[str] | None = None, force: bool = False, configs: dict[str, Any] | None = None, world=None) -> dict:
+    """Train every missing model (or those in ``only``, with their dependencies), evaluate it and
+    save it. Returns the status object. ``configs`` overrides a model's config (tests use tiny ones)."""
+    from ..data.world_store import build_world
+
+    wanted = list(ZOO) if not only else [_entry(n).name for n in only]
+    order = [n for n in ZOO if n in wanted or any(n in ZOO[w].needs for w in wanted)]
+    world = world or build_world(settings.data_dir, settings.world_config())
+    configs = configs or {}
+    loaded: dict[str, Any] = {}
+    for name in order:
+        entry = ZOO[name]
+        manifest, problem = check_checkpoint(model_dir(settings, name))
+        rebuild = force and name in wanted
+        if manifest is not None and not rebuild:
+            if manifest.get("world_id") != world.id:
+                problem = f"trained on world {manifest.get('world_id')}, not {world.id}"
+            else:
+                info(f"{name}: already built ({model_dir(settings, name)}): nothing to do")
+                continue
+        if problem and problem != "not built":
+            info(f"{name}: {problem}: rebuilding")
+        deps = {d: loaded.get(d) or load_zoo_model(settings, d) for d in entry.needs}
+        config = configs.get(name) or entry.config_class()
+        info(f"{name}: training ({entry.config_class.__name__}) ...")
+        t0 = time.perf_counter()
+        torch.manual_seed(settings.seed)
+        model, stats = entry.train(world, config, settings.seed, settings.device, deps)
+        metrics = entry.evaluate(model, world, deps)
+        _save(settings, entry, model, config, world, stats, metrics, time.perf_counter() - t0)
+        loaded[name] = model
+        info(f"{name}: built in {stats['train_seconds']:.0f}s of training; {metrics}")
+    return zoo_status(settings)
+
+
+def _save(settings, entry: ZooModel, model, config, world, stats: dict, metrics: dict, wall: float) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.model.state_dict().items()}
+    with atomic_dir(model_dir(settings, entry.name)) as tmp:
+        save_file(state, str(tmp / "model.safetensors"))
+        atomic_write_json(
+            tmp / "manifest.json",
+            {
+                "zoo_version": ZOO_VERSION,
+                "name": entry.name,
+                "role": entry.role,
+                "class": f"{type(model.model).__module__}.{type(model.model).__name__}",
+                "config": asdict(config),
+                "seed": settings.seed,
+                "world_id": world.id,
+                "train_seconds": stats["train_seconds"],
+                "build_seconds": round(wall, 1),
+                "training": stats,
+                "metrics": metrics,
+                "parameters": sum(v.numel() for v in state.values()),
+                "torch_threads": torch.get_num_threads(),
+                "files": files_manifest(tmp),
+            },
+        )
+
+
+def zoo_status(settings: Settings) -> dict:
+    models = {}
+    for name, entry in ZOO.items():
+        manifest, problem = check_checkpoint(model_dir(settings, name))
+        rec = {"role": entry.role, "built": manifest is not None, "train_seconds": None, "metrics": {}}
+        if manifest:
+            rec.update(train_seconds=manifest["train_seconds"], metrics=manifest["metrics"], parameters=manifest.get("parameters"), world_id=manifest.get("world_id"))
+        else:
+            rec["problem"] = problem
+        models[name] = rec
+    return {"profile": settings.profile.name, "models": models}
+
+
+# -- one loader per role, both scales -------------------------------------------------------------
+
+
+def load_dual_encoder(settings: Settings, role: str = "dual_encoder") -> DualEncoder:
+    """The method's dual encoder (``role='dual_encoder'``) or the evaluator (``'evaluator'``)."""
+    spec = settings.profile.checkpoints[role]
+    if spec.startswith("zoo:"):
+        return load_zoo_model(settings, spec[4:])
+    return DualEncoder.from_pretrained(spec, settings.device)
+
+
+def load_visual_tokenizer(settings: Settings):
+    spec = settings.profile.checkpoints["visual_tokenizer"]
+    if spec.startswith("zoo:"):
+        return load_zoo_model(settings, spec[4:])
+    return JanusTokenizer.from_pretrained(spec, settings.device)
