@@ -24,3 +24,14 @@ def tiny_world(tmp_path_factory):
     from tigerlib.data import WorldConfig, build_world
 
     return build_world(tmp_path_factory.mktemp("world"), WorldConfig(**TINY_WORLD))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensor ops on a shared 2-core machine: one intra-op thread avoids waiting for a core."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -59,4 +59,5 @@ def test_image_conversion():
     with pytest.raises(TigerError, match="different sizes"):
         as_uint8_images([np.zeros((8, 8, 3), np.uint8), np.zeros((9, 9, 3), np.uint8)])
     with pytest.raises(TigerError, match="shape"):
-        as_uint8_images(np.zeros((8, 8, 5), np.uint8))
+        as_uint8_images(np.zeros((2, 8, 8, 5), np.uint8))
+    assert as_uint8_images(np.zeros((3, 8, 8), np.uint8)).shape == (3, 8, 8, 3)  # a batch of grey images

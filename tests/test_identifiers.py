@@ -86,3 +86,30 @@ def test_bad_inputs(inputs):
     assert single.trie().num_items == 1
     with pytest.raises(TigerError, match="vocabulary"):
         build_identifiers("atomic", g).token_sequences({"<id_0>": 0})
+
+
+def _word_tokenizer(words):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["<unk>", "</s>"] + sorted(words))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>")
+
+
+def test_token_sequences_in_an_lm_vocabulary(inputs):
+    g, emb, codes = inputs
+    sem = build_identifiers("semantic", g)
+    tokenizer = _word_tokenizer({w for s in sem.sequences for w in s})
+    seqs = sem.token_sequences(tokenizer)
+    assert tokenizer.decode(seqs[0]).split() == list(sem.sequences[0])
+    trie = sem.trie(tokenizer)
+    assert trie.end_token == tokenizer.eos_token_id and trie.num_items == len(sem.sequences)
+    atomic = build_identifiers("atomic", g)
+    with pytest.raises(TigerError, match="add_tokens"):
+        atomic.token_sequences(tokenizer)
+    tokenizer.add_tokens(atomic.vocabulary())
+    ids = atomic.token_sequences(tokenizer)
+    assert len({tuple(s) for s in ids}) == len(g) and all(len(s) == 1 for s in ids)
+    assert atomic.trie(tokenizer).num_items == len(g)

@@ -7,13 +7,7 @@ from tigerlib.decoding import DictTrie, TensorTrie, reference_allowed_mask
 from tigerlib.errors import TigerError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensor ops on a shared 2-core machine: one intra-op thread avoids waiting for a core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def all_prefixes(seqs: list[list[int]]) -> list[list[int]]:

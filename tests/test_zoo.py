@@ -102,9 +102,10 @@ def test_full_profile_classes_with_random_weights():
     assert enc.image_size == 224
     assert enc.encode_images(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 512)
     assert enc.encode_text(["a photo of a dog"]).shape == (1, 512)
-    cfg = JanusVQVAEConfig(embed_dim=8, num_embeddings=64, base_channels=16, channel_multiplier=[1, 1, 2], num_res_blocks=1, resolution=32, latent_channels=8, projection_dim=16, num_hidden_layers=1, image_token_embed_dim=16)
+    cfg = JanusVQVAEConfig(embed_dim=8, num_embeddings=64, base_channels=32, channel_multiplier=[1, 1, 2], num_res_blocks=1, num_patches=8, latent_channels=32, projection_dim=16, num_hidden_layers=1, image_token_embed_dim=16)
     tok = JanusTokenizer(JanusVQVAE(cfg))
-    codes = tok.encode(np.zeros((2, 32, 32, 3), np.uint8))
+    assert tok.image_size == 32 and tok.tokens_per_image == 64
+    codes = tok.encode(np.zeros((2, 48, 48, 3), np.uint8))
     assert codes.shape == (2, tok.tokens_per_image) and int(codes.max()) < 64
     assert tok.decode(codes).shape == (2, 32, 32, 3)
 

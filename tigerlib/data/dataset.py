@@ -25,7 +25,11 @@ def as_uint8_images(images, size: int | None = None) -> np.ndarray:
     if isinstance(images, np.ndarray) and images.ndim == 4 and images.dtype == np.uint8 and images.shape[-1] == 3:
         if size is None or images.shape[1:3] == (size, size):
             return images
-    if isinstance(images, (Image.Image, np.ndarray)) and not (isinstance(images, np.ndarray) and images.ndim == 4):
+    if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[1] in (1, 3, 4) and images.shape[-1] not in (1, 3, 4):
+        raise TigerError(f"images have shape {images.shape} (channels first?): pass channels-last [n, H, W, 3]")
+    if isinstance(images, np.ndarray) and images.ndim == 3 and images.shape[-1] not in (1, 3, 4):
+        images = list(images)  # a batch of grey images [n, H, W]
+    elif isinstance(images, (Image.Image, np.ndarray)) and not (isinstance(images, np.ndarray) and images.ndim == 4):
         images = [images]
     out = []
     for k, im in enumerate(images):

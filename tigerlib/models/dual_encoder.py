@@ -8,7 +8,9 @@ model is an open_clip pretrained name (ViT-L-14/openai, ViT-H-14/laion2b_s32b_b7
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import json
 import tempfile
 import time
@@ -74,6 +76,17 @@ def register_config(config: DualEncoderConfig, name: str = MINI_CLIP_NAME) -> st
     return full_name
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 class DualEncoder:
     """An open_clip CLIP with its tokenizer and preprocessing: ``encode_text`` / ``encode_images``
     return L2-normalized embeddings; images are uint8 arrays of any size (resized to the model's)."""
@@ -97,7 +110,8 @@ class DualEncoder:
         import open_clip
 
         name = register_config(config)
-        model = open_clip.create_model(name, pretrained=None)
+        with _quiet_root_logger():  # open_clip warns that no pretrained weights were loaded: intended
+            model = open_clip.create_model(name, pretrained=None)
         return cls(model, open_clip.get_tokenizer(name), name, device)
 
     @classmethod

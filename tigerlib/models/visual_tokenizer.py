@@ -67,10 +67,11 @@ class VQConfig:
     codebook_size: int = 512
     norm_num_groups: int = 8
     # training
-    steps: int = 900
+    steps: int = 1500
     batch_size: int = 64
     lr: float = 2e-3
     reset_every: int = 50  # re-seed codes unused over this many steps (dead-code reset)
+    grad_clip: float = 1.0
     legacy_vq_loss: bool = False  # diffusers' legacy loss weights codebook/commitment the other way round
 
     def diffusers_config(self) -> dict:
@@ -145,10 +146,9 @@ class JanusTokenizer(VisualTokenizer):
         self.model = vqvae.to(device).eval()
         self.device = torch.device(device)
         cfg = vqvae.config
-        self.image_size = int(cfg.resolution)
+        self.grid = tuple(vqvae.quantize.quant_state_dims)
+        self.image_size = int(self.grid[0] * 2 ** (len(cfg.channel_multiplier) - 1))
         self.codebook_size = int(cfg.num_embeddings)
-        side = self.image_size // 2 ** (len(cfg.channel_multiplier) - 1)
-        self.grid = (side, side)
 
     @classmethod
     def from_pretrained(cls, name: str, device="cpu") -> "JanusTokenizer":
@@ -203,6 +203,7 @@ def train_vq(world, config: VQConfig, seed: int, device="cpu") -> tuple[VQTokeni
         loss = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + vq_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         opt.step()
         sched.step()
         usage += torch.bincount(idx.reshape(-1).cpu(), minlength=config.codebook_size)

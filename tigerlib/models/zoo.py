@@ -8,6 +8,7 @@ in ``tigerlib/profiles.py``.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -32,7 +33,8 @@ class ZooModel:
     needs: tuple[str, ...]
     train: Callable  # (world, config, seed, device, deps) -> (model, stats)
     evaluate: Callable  # (model, world, deps) -> metrics
-    create: Callable  # (config, device) -> model with .model (an nn.Module)
+    create: Callable  # (config, device) -> model with .model (an nn.Module); with files: (config, device, folder)
+    files: bool = False  # the model saves more than its weights (model.save_files(folder), e.g. a tokenizer)
 
 
 ZOO: dict[str, ZooModel] = {
@@ -90,7 +92,7 @@ def load_zoo_model(settings: Settings, name: str):
     if problem:
         raise TigerError(f"zoo model {name!r} is unusable ({problem}): run `tiger zoo build`")
     config = _config_from(entry.config_class, manifest["config"])
-    model = entry.create(config, settings.device)
+    model = entry.create(config, settings.device, path) if entry.files else entry.create(config, settings.device)
     model.model.load_state_dict(load_file(path / "model.safetensors"))
     model.model.eval()
     return model
@@ -115,17 +117,19 @@ def build_zoo(settings: Settings, only: list[str] | None = None, force: bool = F
     for name in order:
         entry = ZOO[name]
         manifest, problem = check_checkpoint(model_dir(settings, name))
+        config = configs.get(name) or entry.config_class()
         rebuild = force and name in wanted
         if manifest is not None and not rebuild:
             if manifest.get("world_id") != world.id:
                 problem = f"trained on world {manifest.get('world_id')}, not {world.id}"
+            elif json.loads(json.dumps(asdict(config))) != manifest.get("config"):
+                problem = "built with another config (the library's recipe changed)"
             else:
                 info(f"{name}: already built ({model_dir(settings, name)}): nothing to do")
                 continue
         if problem and problem != "not built":
             info(f"{name}: {problem}: rebuilding")
         deps = {d: loaded.get(d) or load_zoo_model(settings, d) for d in entry.needs}
-        config = configs.get(name) or entry.config_class()
         info(f"{name}: training ({entry.config_class.__name__}) ...")
         t0 = time.perf_counter()
         torch.manual_seed(settings.seed)
@@ -143,6 +147,8 @@ def _save(settings, entry: ZooModel, model, config, world, stats: dict, metrics:
     state = {k: v.detach().contiguous().cpu() for k, v in model.model.state_dict().items()}
     with atomic_dir(model_dir(settings, entry.name)) as tmp:
         save_file(state, str(tmp / "model.safetensors"))
+        if entry.files:
+            model.save_files(tmp)
         atomic_write_json(
             tmp / "manifest.json",
             {
