@@ -70,6 +70,7 @@ POSITION_XY = {"center": (0.5, 0.5), "left": (0.27, 0.5), "right": (0.73, 0.5), 
 RADIUS = {"small": 0.14, "large": 0.24}
 
 KIND_COMMON, KIND_ENTITY = 0, 1
+RENDER_CHUNK = 4096
 ATTRIBUTES = ("shape", "color", "size", "pos", "bg")
 
 
@@ -266,9 +267,13 @@ def render_scenes(attrs: dict[str, np.ndarray], size: int, rng: np.random.Genera
     r = radius * (1 + 0.1 * jitter[:, 2])
     fg = np.array(list(COLORS.values()), np.float32)[attrs["color"]] + rng.uniform(-12, 12, size=(n, 3)).astype(np.float32)
     bg = np.array(list(BACKGROUNDS.values()), np.float32)[attrs["bg"]] * rng.uniform(0.9, 1.1, size=(n, 1)).astype(np.float32)
-    alpha = np.clip(_shape_sdf(attrs["shape"], cx, cy, r, size) + 0.5, 0, 1)[..., None]
-    img = bg[:, None, None, :] + alpha * (fg - bg)[:, None, None, :]
-    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    out = np.empty((n, size, size, 3), np.uint8)
+    for lo in range(0, n, RENDER_CHUNK):  # chunks keep float temporaries small (1M images fit)
+        c = slice(lo, lo + RENDER_CHUNK)
+        alpha = np.clip(_shape_sdf(attrs["shape"][c], cx[c], cy[c], r[c], size) + 0.5, 0, 1)[..., None]
+        img = bg[c, None, None, :] + alpha * (fg[c] - bg[c])[:, None, None, :]
+        out[c] = np.clip(np.rint(img), 0, 255)
+    return out
 
 
 def render_entities(entities: Entities, idx: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
