@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +170,7 @@ class World:
     def id(self) -> str:
         return self.config.world_id()
 
-    @property
+    @cached_property
     def generator(self) -> WorldGenerator:
         return WorldGenerator(self.config)
 
