@@ -9,10 +9,11 @@ import torch
 from tigerlib.config import get_settings
 from tigerlib.errors import TigerError
 from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
+from tigerlib.models.lmm import TINY_LMM
 from tigerlib.models.visual_tokenizer import TINY_VQ, VQTokenizer
 from tigerlib.models.zoo import build_zoo, load_zoo_model, model_dir, zoo_status
 
-TINY = {"dual_encoder": TINY_DUAL_ENCODER, "visual_tokenizer": TINY_VQ}
+TINY = {"dual_encoder": TINY_DUAL_ENCODER, "visual_tokenizer": TINY_VQ, "lmm": TINY_LMM}
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def test_build_status_and_noop(settings, tiny_world, capsys):
     assert de["train_seconds"] > 0
     capsys.readouterr()
     build_zoo(settings, configs=TINY, world=tiny_world)
-    assert capsys.readouterr().err.count("nothing to do") == 2
+    assert capsys.readouterr().err.count("nothing to do") == len(TINY)
 
 
 def test_training_is_deterministic(settings, tiny_world, tmp_path):

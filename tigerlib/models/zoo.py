@@ -20,6 +20,7 @@ from ..config import Settings, info
 from ..errors import TigerError
 from ..storage import atomic_dir, atomic_write_json, files_manifest, read_json, verify_files
 from .dual_encoder import DualEncoder, DualEncoderConfig, evaluate_dual_encoder, train_dual_encoder
+from .lmm import LMMConfig, UnifiedLMM, evaluate_lmm, train_lmm
 from .visual_tokenizer import JanusTokenizer, VQConfig, VQTokenizer, evaluate_tokenizer, train_vq
 
 ZOO_VERSION = 1
@@ -55,6 +56,16 @@ ZOO: dict[str, ZooModel] = {
         lambda world, cfg, seed, device, deps: train_vq(world, cfg, seed, device),
         lambda model, world, deps: evaluate_tokenizer(model, deps["dual_encoder"], world),
         VQTokenizer.create,
+    ),
+    "lmm": ZooModel(
+        "lmm",
+        "lmm",
+        LMMConfig,
+        ("dual_encoder", "visual_tokenizer"),
+        train_lmm,
+        evaluate_lmm,
+        UnifiedLMM.create,
+        files=True,
     ),
 }
 

@@ -1,0 +1,443 @@
+"""The unified LMM (the SEED-LLaMA role in TIGeR, the base model GRACE fine-tunes).
+
+One transformers ``LlamaForCausalLM`` over one vocabulary: words, special tokens and one token per
+visual code (see ``text_tokenizer.py``). Trained here on the mini world's train split in both
+directions with instruction prompts:
+
+- text -> image: ``<bos> generate an image of {caption} <boi> {image tokens} <eoi>`` (loss on
+  the image tokens and ``<eoi>``); a share of them use the null prompt
+  ``<bos> can you generate an image ? <boi> ...`` (caption dropout), so that log p(Y | null)
+  is meaningful for TIGeR's PMI.
+- image -> text: ``<bos> <boi> {image tokens} <eoi> describe the image . {caption} <eos>``
+  (loss on the caption and ``<eos>``).
+
+Shapes: ``codes`` are LongTensor [n, L] visual codes in [0, K) (L = 64, K = 512 in the mini
+world); text arguments are lists of n strings. Scores are summed log-probabilities, FloatTensor [n].
+Batches are right-padded with ``<pad>``: in a causal model no real token attends to a later pad,
+so batched scores equal unbatched ones.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import info
+from ..errors import TigerError
+from .text_tokenizer import IMAGE_OFFSET, check_layout, load_text_tokenizer, save_text_tokenizer, train_text_tokenizer
+from .training import warmup_cosine
+
+PROMPT = "generate an image of"
+NULL_PROMPT = "can you generate an image ?"
+DESCRIBE = "describe the image ."
+PAD, BOS, EOS, UNK, BOI, EOI = range(6)
+
+
+@dataclass(frozen=True)
+class LMMConfig:
+    hidden_size: int = 256
+    layers: int = 4
+    heads: int = 4
+    intermediate_size: int = 688
+    max_length: int = 112  # context: prompt + image tokens + caption
+    codebook_size: int = 512  # must match the visual tokenizer
+    tokens_per_image: int = 64
+    # training
+    steps: int = 2000
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.1
+    warmup: int = 100
+    i2t_share: float = 0.6  # share of image -> text sequences in a batch
+    null_share: float = 0.1  # share of text -> image sequences with the null prompt
+    grad_clip: float = 1.0
+    bf16: bool = True  # bf16 autocast while training where the hardware has it (CUDA, CPUs with AVX512-BF16/AMX)
+
+    def llama_config(self, vocab_size: int):
+        from transformers import LlamaConfig
+
+        return LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.layers,
+            num_attention_heads=self.heads,
+            max_position_embeddings=self.max_length,
+            pad_token_id=PAD,
+            bos_token_id=BOS,
+            eos_token_id=EOS,
+            tie_word_embeddings=False,  # safetensors refuses shared tensors
+        )
+
+
+TINY_LMM = LMMConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64, codebook_size=32, steps=4, batch_size=8, warmup=1)
+
+
+def _pad_right(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """[n, T] ids padded with <pad>, and the bool mask of real tokens."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), PAD, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return ids, ids.new_tensor([[j < len(s) for j in range(width)] for s in seqs], dtype=torch.bool)
+
+
+class UnifiedLMM:
+    """A causal LM over text and image tokens with its tokenizer (``.model``, ``.tokenizer``)."""
+
+    def __init__(self, model, tokenizer, config: LMMConfig, device="cpu"):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.config = config
+        self.device = torch.device(device)
+        self.codebook_size = check_layout(tokenizer)
+        if self.codebook_size != config.codebook_size:
+            raise TigerError(f"LMM tokenizer has {self.codebook_size} image tokens, the config says {config.codebook_size}: rebuild the lmm")
+        self.tokens_per_image = config.tokens_per_image
+        self.vocab_size = len(tokenizer)
+        self.image_ids = torch.arange(IMAGE_OFFSET, IMAGE_OFFSET + self.codebook_size)
+        self.first_word = IMAGE_OFFSET + self.codebook_size
+        self._head, self._null, self._describe = (self._encode([t])[0] for t in (PROMPT, NULL_PROMPT, DESCRIBE))
+        fixed = 3 + self.tokens_per_image + max(len(self._head), len(self._describe))  # bos, boi, eoi/eos
+        self.max_text_tokens = config.max_length - fixed
+        if self.max_text_tokens < 1:
+            raise TigerError(f"max_length={config.max_length} leaves no room for text: use at least {fixed + 16}")
+
+    # -- construction ---------------------------------------------------------------------------
+    @staticmethod
+    def tokenizer_texts(world) -> list[str]:
+        """What the tokenizer is trained on: train captions, entity names, the instruction prompts."""
+        return [c for caps in world.train.captions for c in caps] + list(world.entity_names) + [PROMPT, NULL_PROMPT, DESCRIBE]
+
+    @classmethod
+    def create(cls, config: LMMConfig, device="cpu", folder: Path | None = None, tokenizer=None) -> "UnifiedLMM":
+        """A randomly initialized model; its tokenizer is given or read from ``folder/tokenizer.json``."""
+        from transformers import LlamaForCausalLM
+
+        if tokenizer is None:
+            if folder is None:
+                raise TigerError("UnifiedLMM.create needs its tokenizer: pass tokenizer= or the checkpoint folder")
+            tokenizer = load_text_tokenizer(folder)
+        model = LlamaForCausalLM(config.llama_config(len(tokenizer)))
+        return cls(model, tokenizer, config, device)
+
+    def save_files(self, folder: Path) -> None:
+        """Files besides the weights that the checkpoint needs (the tokenizer)."""
+        save_text_tokenizer(self.tokenizer, folder)
+
+    # -- token ids ------------------------------------------------------------------------------
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        if isinstance(texts, str):
+            raise TigerError("pass a list of texts, not a single string")
+        texts = ["" if t is None else str(t) for t in texts]
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+    def _text_ids(self, texts: list[str]) -> list[list[int]]:
+        """Word ids of each text, truncated (with a warning) to fit the context window."""
+        ids = self._encode(texts)
+        long = [i for i, s in enumerate(ids) if len(s) > self.max_text_tokens]
+        if long:
+            info(f"warning: {len(long)} text(s) longer than {self.max_text_tokens} tokens truncated to fit the LMM's context (max_length={self.config.max_length})")
+        return [s[: self.max_text_tokens] for s in ids]
+
+    def check_codes(self, codes) -> torch.Tensor:
+        """Codes as LongTensor [n, L]; wrong length, non-integers or out-of-range values raise."""
+        codes = torch.as_tensor(codes)
+        if codes.ndim == 1:
+            codes = codes[None]
+        if codes.ndim != 2 or codes.shape[1] != self.tokens_per_image:
+            raise TigerError(f"image codes must have shape [n, {self.tokens_per_image}], got {tuple(codes.shape)}")
+        if codes.dtype.is_floating_point or codes.dtype == torch.bool:
+            raise TigerError("image codes must be integers")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
+            raise TigerError(f"image codes out of range: got [{int(codes.min())}, {int(codes.max())}], the codebook has {self.codebook_size} entries (0..{self.codebook_size - 1})")
+        return codes.long().cpu()
+
+    def image_token_ids(self, codes) -> torch.Tensor:
+        """Visual codes [n, L] -> LMM token ids [n, L]."""
+        return self.check_codes(codes) + IMAGE_OFFSET
+
+    def codes_from_token_ids(self, ids) -> torch.Tensor:
+        """LMM image-token ids [n, L] -> visual codes [n, L] (any other token raises)."""
+        ids = torch.as_tensor(ids).long()
+        if ids.numel() and (ids.min() < IMAGE_OFFSET or ids.max() >= IMAGE_OFFSET + self.codebook_size):
+            raise TigerError(f"not image tokens: ids must lie in [{IMAGE_OFFSET}, {IMAGE_OFFSET + self.codebook_size})")
+        return self.check_codes(ids - IMAGE_OFFSET)
+
+    def prompt_ids(self, text: str) -> torch.Tensor:
+        """``<bos> generate an image of {text} <boi>`` as LongTensor [P]: a prompt for
+        ``CausalLMScorer``. An empty text gives the template with nothing after "of"."""
+        return torch.tensor([BOS] + self._head + self._text_ids([text])[0] + [BOI])
+
+    def null_prompt_ids(self) -> torch.Tensor:
+        """``<bos> can you generate an image ? <boi>`` (TIGeR's null prompt for PMI)."""
+        return torch.tensor([BOS] + self._null + [BOI])
+
+    def _image_prefix(self, codes) -> list[list[int]]:
+        """``<bos> <boi> {image tokens} <eoi> describe the image .`` per image."""
+        return [[BOS, BOI] + row + [EOI] + self._describe for row in self.image_token_ids(codes).tolist()]
+
+    # -- likelihoods ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _score(self, prefixes: list[list[int]], continuations: list[list[int]], batch_size: int = 64) -> torch.Tensor:
+        """Sum of log p(continuation | prefix) per row: FloatTensor [n]."""
+        out = []
+        for lo in range(0, len(prefixes), batch_size):
+            pre, cont = prefixes[lo : lo + batch_size], continuations[lo : lo + batch_size]
+            ids, real = _pad_right([p + c for p, c in zip(pre, cont)])
+            logits = self.model(input_ids=ids.to(self.device)).logits[:, :-1].float()
+            logp = F.log_softmax(logits, -1).gather(2, ids[:, 1:, None].to(self.device)).squeeze(2).cpu()
+            start = torch.tensor([len(p) - 1 for p in pre])[:, None]
+            pos = torch.arange(ids.shape[1] - 1)[None]
+            out.append((logp * ((pos >= start) & real[:, 1:])).sum(1))
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def logp_image_given_text(self, texts: list[str], codes) -> torch.Tensor:
+        """log p(image tokens | generate-prompt(text_i)) summed over the L image tokens: [n]."""
+        ids = self.image_token_ids(codes).tolist()
+        if len(ids) != len(texts):
+            raise TigerError(f"got {len(texts)} texts for {len(ids)} images: pass one text per image")
+        return self._score([self.prompt_ids(t).tolist() for t in texts] if texts else [], ids)
+
+    def logp_image_null(self, codes) -> torch.Tensor:
+        """log p(image tokens | null prompt) summed over the L image tokens: [n]."""
+        ids = self.image_token_ids(codes).tolist()
+        return self._score([self.null_prompt_ids().tolist()] * len(ids), ids)
+
+    def logp_text_given_image(self, codes, texts: list[str]) -> torch.Tensor:
+        """log p(text_i <eos> | image_i, "describe the image .") summed over the text's tokens: [n]."""
+        prefixes = self._image_prefix(codes)
+        if len(prefixes) != len(texts):
+            raise TigerError(f"got {len(texts)} texts for {len(prefixes)} images: pass one text per image")
+        return self._score(prefixes, [t + [EOS] for t in self._text_ids(texts)])
+
+    @torch.no_grad()
+    def logp_text_given_image_matrix(self, codes, texts: list[str], max_rows: int = 512) -> torch.Tensor:
+        """log p(text_j | image_i) for every pair: FloatTensor [n_images, n_texts]. The image
+        prefix is run once per image and its KV cache shared by all texts (TIGeR re-ranking)."""
+        prefix = torch.tensor(self._image_prefix(codes), dtype=torch.long)
+        conts, real = _pad_right([t + [EOS] for t in self._text_ids(texts)]) if len(texts) else (None, None)
+        out = torch.zeros(len(prefix), len(texts))
+        if conts is None or not len(prefix):
+            return out
+        m = len(texts)
+        for t0 in range(0, m, max_rows):
+            c_ids, c_real = conts[t0 : t0 + max_rows], real[t0 : t0 + max_rows]
+            k = len(c_ids)
+            per = max(1, max_rows // k)
+            for lo in range(0, len(prefix), per):
+                pre = prefix[lo : lo + per].to(self.device)
+                first = self.model(input_ids=pre, use_cache=True)
+                cache = first.past_key_values
+                cache.batch_repeat_interleave(k)
+                inp = c_ids.repeat(len(pre), 1).to(self.device)
+                mask = torch.cat([torch.ones(len(inp), pre.shape[1], dtype=torch.long), c_real.repeat(len(pre), 1).long()], 1)
+                rest = self.model(input_ids=inp, attention_mask=mask.to(self.device), past_key_values=cache).logits
+                logits = torch.cat([first.logits[:, -1:].repeat_interleave(k, 0), rest[:, :-1]], 1).float()
+                logp = F.log_softmax(logits, -1).gather(2, inp[:, :, None]).squeeze(2).cpu()
+                out[lo : lo + len(pre), t0 : t0 + k] = (logp * c_real.repeat(len(pre), 1)).sum(1).view(len(pre), k)
+        return out
+
+    # -- generation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _decode_loop(self, prompts: list[list[int]], steps: int, allowed: torch.Tensor, pick) -> torch.Tensor:
+        """Left-padded incremental decoding with a KV cache; ``pick(logits [n, |allowed|])`` returns
+        indices into ``allowed``. Returns the chosen token ids [n, steps]."""
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), PAD, dtype=torch.long)
+        mask = torch.zeros(len(prompts), width, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p) :], mask[i, width - len(p) :] = torch.tensor(p), 1
+        pos = (mask.cumsum(1) - 1).clamp(min=0)
+        allowed = allowed.to(self.device)
+        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), position_ids=pos.to(self.device), use_cache=True, logits_to_keep=1)
+        cache, nxt = out.past_key_values, pos[:, -1:] + 1
+        chosen = []
+        for t in range(steps):
+            tok = allowed[pick(out.logits[:, -1, allowed].float())]
+            chosen.append(tok.cpu())
+            if t + 1 == steps:
+                break
+            mask = torch.cat([mask, torch.ones(len(mask), 1, dtype=torch.long)], 1)
+            out = self.model(input_ids=tok[:, None], attention_mask=mask.to(self.device), position_ids=nxt.to(self.device), past_key_values=cache, use_cache=True)
+            nxt = nxt + 1
+        return torch.stack(chosen, 1)
+
+    def sample_images(self, texts: list[str], top_p: float = 0.5, temperature: float = 1.0, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+        """Sample image tokens for each prompt (nucleus sampling over image tokens only):
+        codes LongTensor [n, L]. The same texts and seed give exactly the same codes."""
+        if not 0 < top_p <= 1 or temperature <= 0:
+            raise TigerError(f"need 0 < top_p <= 1 and temperature > 0, got top_p={top_p}, temperature={temperature}")
+        gen = torch.Generator().manual_seed(int(seed))
+
+        def pick(logits):
+            probs = F.softmax(logits / temperature, -1).cpu()
+            sorted_p, order = probs.sort(-1, descending=True)
+            keep = (sorted_p.cumsum(-1) - sorted_p) < top_p  # the smallest set reaching top_p
+            sorted_p = sorted_p * keep
+            choice = torch.multinomial(sorted_p / sorted_p.sum(-1, keepdim=True), 1, generator=gen).squeeze(1)
+            return order.gather(1, choice[:, None]).squeeze(1).to(self.device)
+
+        out = [self._decode_loop([self.prompt_ids(t).tolist() for t in texts[i : i + batch_size]], self.tokens_per_image, self.image_ids, pick) for i in range(0, len(texts), batch_size)]
+        return torch.cat(out) - IMAGE_OFFSET if out else torch.zeros(0, self.tokens_per_image, dtype=torch.long)
+
+    def caption(self, codes, max_new_tokens: int = 20, batch_size: int = 256) -> list[str]:
+        """Greedy caption per image (text tokens only; stops at ``<eos>``)."""
+        prefixes = self._image_prefix(codes)
+        allowed = torch.cat([torch.tensor([EOS]), torch.arange(self.first_word, self.vocab_size)])
+        texts = []
+        for i in range(0, len(prefixes), batch_size):
+            ids = self._decode_loop(prefixes[i : i + batch_size], max(1, max_new_tokens), allowed, lambda logits: logits.argmax(-1))
+            for row in ids.tolist():
+                row = row[: row.index(EOS)] if EOS in row else row
+                texts.append(self._detokenize(row))
+        return texts
+
+    def _detokenize(self, ids: list[int]) -> str:
+        text = " ".join(self.tokenizer.convert_ids_to_tokens(ids))
+        return re.sub(r" ' ", "'", re.sub(r" ([,.?!])", r"\1", text))
+
+
+# -- training and evaluation ----------------------------------------------------------------------
+
+
+def _training_sequence(lmm: UnifiedLMM, codes: list[int], text: list[int], to_text: bool, null: bool) -> tuple[list[int], int]:
+    """(ids, index of the first position with a loss) for one training example."""
+    img = [IMAGE_OFFSET + c for c in codes]
+    if to_text:
+        prefix = [BOS, BOI] + img + [EOI] + lmm._describe
+        return prefix + text + [EOS], len(prefix)
+    prefix = [BOS] + (lmm._null if null else lmm._head + text) + [BOI]
+    return prefix + img + [EOI], len(prefix)
+
+
+def _fast_bf16(device) -> bool:
+    """bf16 autocast pays off on CUDA and on CPUs with native bf16 (elsewhere it is emulated, slow)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return torch.device(device).type == "cpu" and ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def train_lmm(world, config: LMMConfig, seed: int, device="cpu", deps: dict | None = None) -> tuple[UnifiedLMM, dict]:
+    """Next-token training on the train split in both directions (mean loss per direction)."""
+    from tqdm.auto import tqdm
+
+    vq = (deps or {}).get("visual_tokenizer")
+    if vq is None:
+        raise TigerError("train_lmm needs deps['visual_tokenizer']: build the zoo's visual tokenizer first")
+    if vq.codebook_size != config.codebook_size or vq.tokens_per_image != config.tokens_per_image:
+        raise TigerError(f"LMMConfig expects {config.tokens_per_image} codes from {config.codebook_size}, the visual tokenizer gives {vq.tokens_per_image} from {vq.codebook_size}: fix the config")
+    torch.manual_seed(seed)
+    tokenizer = train_text_tokenizer(UnifiedLMM.tokenizer_texts(world), config.codebook_size)
+    lmm = UnifiedLMM.create(config, device, tokenizer=tokenizer)
+    t0 = time.perf_counter()
+    all_codes = vq.encode(world.train.images).tolist()  # once, cached in memory
+    captions = [lmm._text_ids(caps) for caps in world.train.captions]
+    encode_seconds = time.perf_counter() - t0
+    model = lmm.model.train()
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
+    sched = warmup_cosine(opt, config.warmup, config.steps)
+    use_bf16 = config.bf16 and _fast_bf16(device)
+    rng = np.random.default_rng(seed)
+    losses = {"t2i": [], "i2t": []}
+    for step in (bar := tqdm(range(config.steps), desc="lmm", leave=False)):
+        idx = rng.integers(len(all_codes), size=config.batch_size)
+        to_text = rng.random(config.batch_size) < config.i2t_share
+        null = rng.random(config.batch_size) < config.null_share
+        seqs, starts = [], []
+        for i, b in enumerate(idx.tolist()):
+            caps = captions[b]
+            s, start = _training_sequence(lmm, all_codes[b], caps[rng.integers(len(caps))], bool(to_text[i]), bool(null[i]))
+            seqs.append(s)
+            starts.append(start)
+        ids, real = _pad_right(seqs)
+        ids = ids.to(device)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=use_bf16):
+            logits = model(input_ids=ids).logits[:, :-1]  # right padding: no mask needed
+        target = ids[:, 1:].masked_fill(~real[:, 1:].to(device), -100)
+        pos = torch.arange(ids.shape[1] - 1, device=device)[None]
+        target = target.masked_fill(pos < torch.tensor(starts, device=device)[:, None] - 1, -100)
+        token_loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="none").view_as(target)
+        loss = 0.0
+        for name, rows in (("i2t", torch.as_tensor(to_text, device=device)), ("t2i", ~torch.as_tensor(to_text, device=device))):
+            counted = (target[rows] >= 0).sum()
+            if counted > 0:
+                part = token_loss[rows].sum() / counted
+                loss = loss + part
+                losses[name].append(float(part.detach()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.step()
+        sched.step()
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+    model.eval()
+    tail = lambda v: round(float(np.mean(v[-50:])), 4) if v else None  # noqa: E731
+    return lmm, {
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "encode_seconds": round(encode_seconds, 1),
+        "final_loss_t2i": tail(losses["t2i"]),
+        "final_loss_i2t": tail(losses["i2t"]),
+        "vocab_size": lmm.vocab_size,
+        "bf16": use_bf16,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def evaluate_lmm(lmm: UnifiedLMM, world, deps: dict, n: int = 200, n_candidates: int = 100, n_proxy: int | None = None, seed: int = 0) -> dict:
+    """Quality on the first ``n`` held-out val scenes (first caption each).
+
+    - forward: CLIP-T (dual-encoder cosine) of images decoded from sampled tokens (top-p 0.5),
+      for matched and for shuffled caption-image pairs.
+    - reverse: log p(text | image) ranks the image's own caption first among ``n_candidates``
+      (its own + others drawn from the ``n``).
+    - proxies (TIGeR's proxy study, caption -> image R@1 over the ``n`` images): raw
+      log p(Y|X), PMI log p(Y|X) - log p(Y|null), and reverse log p(X|Y). The forward ones
+      cost n_proxy^2 full sequences (most of the evaluation time): ``n_proxy`` (default ``n``)
+      lowers that."""
+    enc, vq = deps["dual_encoder"], deps["visual_tokenizer"]
+    n = min(n, len(world.val))
+    texts = [caps[0] for caps in world.val.captions[:n]]
+    codes = vq.encode(world.val.images[:n])
+    t_emb = enc.encode_text(texts)
+    i_emb = enc.encode_images(vq.decode(lmm.sample_images(texts, top_p=0.5, seed=seed)))
+    matched = float((t_emb * i_emb).sum(-1).mean())
+    shuffled = float((t_emb * i_emb.roll(1, 0)).sum(-1).mean())
+
+    rev = lmm.logp_text_given_image_matrix(codes, texts)  # [image, text]
+    rng = np.random.default_rng(seed)
+    k = min(n_candidates, n) - 1
+    top1 = []
+    for i in range(n):
+        others = rng.choice(np.delete(np.arange(n), i), size=k, replace=False)
+        top1.append(bool(rev[i, i] > rev[i, others].max()) if k else True)
+
+    m = min(n, n_proxy or n)
+    fwd = torch.stack([lmm.logp_image_given_text([t] * m, codes[:m]) for t in texts[:m]])  # [text, image]
+    null = lmm.logp_image_null(codes[:m])
+    own = torch.arange(m)
+    r1 = lambda s: round(float((s.argmax(1) == own).float().mean()), 4)  # noqa: E731
+    return {
+        "forward_clip_t": round(matched, 4),
+        "shuffled_clip_t": round(shuffled, 4),
+        "clip_t_gap": round(matched - shuffled, 4),
+        "reverse_top1": round(float(np.mean(top1)), 4),
+        "proxy_forward_r1": r1(fwd),
+        "proxy_pmi_r1": r1(fwd - null[None]),
+        "proxy_reverse_r1": r1(rev[:m, :m].T),
+        "n_eval": n,
+        "n_candidates": k + 1,
+        "n_proxy": m,
+    }
