@@ -31,6 +31,7 @@ from ..config import info
 from ..errors import TigerError
 from .text_tokenizer import IMAGE_OFFSET, check_layout, load_text_tokenizer, save_text_tokenizer, train_text_tokenizer
 from .training import warmup_cosine
+from .visual_tokenizer import check_codes
 
 PROMPT = "generate an image of"
 NULL_PROMPT = "can you generate an image ?"
@@ -146,17 +147,7 @@ class UnifiedLMM:
         return [s[: self.max_text_tokens] for s in ids]
 
     def check_codes(self, codes) -> torch.Tensor:
-        """Codes as LongTensor [n, L]; wrong length, non-integers or out-of-range values raise."""
-        codes = torch.as_tensor(codes)
-        if codes.ndim == 1:
-            codes = codes[None]
-        if codes.ndim != 2 or codes.shape[1] != self.tokens_per_image:
-            raise TigerError(f"image codes must have shape [n, {self.tokens_per_image}], got {tuple(codes.shape)}")
-        if codes.dtype.is_floating_point or codes.dtype == torch.bool:
-            raise TigerError("image codes must be integers")
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
-            raise TigerError(f"image codes out of range: got [{int(codes.min())}, {int(codes.max())}], the codebook has {self.codebook_size} entries (0..{self.codebook_size - 1})")
-        return codes.long().cpu()
+        return check_codes(codes, self.tokens_per_image, self.codebook_size).cpu()
 
     def image_token_ids(self, codes) -> torch.Tensor:
         """Visual codes [n, L] -> LMM token ids [n, L]."""

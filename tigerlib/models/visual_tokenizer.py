@@ -18,6 +18,20 @@ from ..errors import TigerError
 from .training import warmup_cosine
 
 
+def check_codes(codes, tokens_per_image: int, codebook_size: int) -> torch.Tensor:
+    """Codes as LongTensor [n, L]; a wrong length, non-integers or out-of-range values raise."""
+    codes = torch.as_tensor(codes)
+    if codes.ndim == 1:
+        codes = codes[None]
+    if codes.ndim != 2 or codes.shape[1] != tokens_per_image:
+        raise TigerError(f"image codes must have shape [n, {tokens_per_image}], got {tuple(codes.shape)}")
+    if codes.dtype.is_floating_point or codes.dtype == torch.bool:
+        raise TigerError("image codes must be integers")
+    if codes.numel() and (codes.min() < 0 or codes.max() >= codebook_size):
+        raise TigerError(f"image codes out of range: got [{int(codes.min())}, {int(codes.max())}], the codebook has {codebook_size} entries (0..{codebook_size - 1})")
+    return codes.long()
+
+
 class VisualTokenizer:
     """``encode(images) -> LongTensor[n, L]`` and ``decode(codes) -> uint8 [n, S, S, 3]``."""
 
@@ -30,16 +44,7 @@ class VisualTokenizer:
         return self.grid[0] * self.grid[1]
 
     def check_codes(self, codes) -> torch.Tensor:
-        codes = torch.as_tensor(codes)
-        if codes.ndim == 1:
-            codes = codes[None]
-        if codes.ndim != 2 or codes.shape[1] != self.tokens_per_image:
-            raise TigerError(f"image codes must have shape [n, {self.tokens_per_image}], got {tuple(codes.shape)}")
-        if codes.dtype.is_floating_point:
-            raise TigerError("image codes must be integers")
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
-            raise TigerError(f"image codes out of range: got [{int(codes.min())}, {int(codes.max())}], the codebook has {self.codebook_size} entries (0..{self.codebook_size - 1})")
-        return codes.long()
+        return check_codes(codes, self.tokens_per_image, self.codebook_size)
 
     def to_pixels(self, images, device) -> torch.Tensor:
         """uint8 images (any size/mode) -> float [-1, 1], [n, 3, S, S] at this tokenizer's size."""
