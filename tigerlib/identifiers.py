@@ -126,8 +126,6 @@ class Identifiers:
             end_token = tokenizer.eos_token_id if end_token is None else end_token
         lengths = {len(s) for s in seqs}
         use_end = end_token if len(lengths) > 1 or self.kind in ("string", "semantic") else None
-        if end_token is not None and use_end is None and vocab_size <= end_token:
-            vocab_size = end_token + 1
         return TensorTrie.build(seqs, vocab_size=max(vocab_size, (use_end or 0) + 1), item_ids=self.images, end_token=use_end)
 
     # -- persistence ----------------------------------------------------------------------------
