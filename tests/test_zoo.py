@@ -121,3 +121,17 @@ def test_zoo_status_json_cli(home):
     status = json.loads(r.stdout)
     assert set(status["models"]) >= {"dual_encoder", "visual_tokenizer"}
     assert all(not m["built"] for m in status["models"].values())
+
+
+def test_dependents_are_rebuilt_when_a_dependency_changes(settings, tiny_world, capsys):
+    from dataclasses import replace
+
+    build_zoo(settings, configs=TINY, world=tiny_world)
+    capsys.readouterr()
+    other_vq = replace(TINY_VQ, steps=TINY_VQ.steps + 1)
+    build_zoo(settings, configs={**TINY, "visual_tokenizer": other_vq}, world=tiny_world)
+    err = capsys.readouterr().err
+    assert "dual_encoder: already built" in err
+    assert "lmm: trained against other versions" in err
+    build_zoo(settings, configs={**TINY, "visual_tokenizer": other_vq}, world=tiny_world)
+    assert capsys.readouterr().err.count("nothing to do") == len(TINY)

@@ -135,6 +135,8 @@ def build_zoo(settings: Settings, only: list[str] | None = None, force: bool = F
                 problem = f"trained on world {manifest.get('world_id')}, not {world.id}"
             elif json.loads(json.dumps(asdict(config))) != manifest.get("config"):
                 problem = "built with another config (the library's recipe changed)"
+            elif manifest.get("needs", {}) != _dependency_hashes(settings, entry):
+                problem = f"trained against other versions of {', '.join(entry.needs)}"
             else:
                 info(f"{name}: already built ({model_dir(settings, name)}): nothing to do")
                 continue
@@ -150,6 +152,16 @@ def build_zoo(settings: Settings, only: list[str] | None = None, force: bool = F
         loaded[name] = model
         info(f"{name}: built in {stats['train_seconds']:.0f}s of training; {metrics}")
     return zoo_status(settings)
+
+
+def _dependency_hashes(settings: Settings, entry: ZooModel) -> dict[str, str | None]:
+    """The weights hash of each model this one was trained or evaluated with: when one of them
+    changes (for example the visual tokenizer the LMM's image tokens come from), this one is stale."""
+    hashes = {}
+    for dep in entry.needs:
+        manifest = read_json(model_dir(settings, dep) / "manifest.json") or {}
+        hashes[dep] = manifest.get("files", {}).get("model.safetensors", {}).get("sha256")
+    return hashes
 
 
 def _save(settings, entry: ZooModel, model, config, world, stats: dict, metrics: dict, wall: float) -> None:
@@ -170,6 +182,7 @@ def _save(settings, entry: ZooModel, model, config, world, stats: dict, metrics:
                 "config": asdict(config),
                 "seed": settings.seed,
                 "world_id": world.id,
+                "needs": _dependency_hashes(settings, entry),
                 "train_seconds": stats["train_seconds"],
                 "build_seconds": round(wall, 1),
                 "training": stats,
