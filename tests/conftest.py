@@ -35,3 +35,31 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def vq():
+    """A tiny random visual tokenizer (64 codes per image from a 32-code book)."""
+    import torch
+
+    from tigerlib.models.visual_tokenizer import TINY_VQ, VQTokenizer
+
+    torch.manual_seed(0)
+    return VQTokenizer.create(TINY_VQ)
+
+
+@pytest.fixture(scope="session")
+def lmm(tiny_world, vq):
+    """A tiny trained LMM with its weights scaled up: near-uniform outputs would hide bugs."""
+    import torch
+
+    from tigerlib.models.lmm import TINY_LMM, train_lmm
+
+    model, stats = train_lmm(tiny_world, TINY_LMM, seed=0, deps={"visual_tokenizer": vq})
+    assert stats["train_seconds"] > 0 and stats["vocab_size"] == model.vocab_size
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.model.parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return model

@@ -6,30 +6,11 @@ from tigerlib.decoding import CausalLMScorer, TensorTrie, constrained_beam_searc
 from tigerlib.errors import TigerError
 from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
 from tigerlib.models.lmm import BOI, BOS, EOS, UNK, TINY_LMM, UnifiedLMM, train_lmm
-from tigerlib.models.visual_tokenizer import TINY_VQ, VQTokenizer
+from tigerlib.models.visual_tokenizer import TINY_VQ
 from tigerlib.models.zoo import build_zoo, load_zoo_model, model_dir
 
 TINY = {"dual_encoder": TINY_DUAL_ENCODER, "visual_tokenizer": TINY_VQ, "lmm": TINY_LMM}
 TEXTS = ["a small red circle on the left, gray background", "", "qwzx blorp flurb", "the flag of nowhere at all in the middle of the sea"]
-
-
-@pytest.fixture(scope="module")
-def vq():
-    torch.manual_seed(0)
-    return VQTokenizer.create(TINY_VQ)
-
-
-@pytest.fixture(scope="module")
-def lmm(tiny_world, vq):
-    """A tiny trained LMM with its weights scaled up: near-uniform outputs would hide bugs."""
-    model, stats = train_lmm(tiny_world, TINY_LMM, seed=0, deps={"visual_tokenizer": vq})
-    assert stats["train_seconds"] > 0 and stats["vocab_size"] == model.vocab_size
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.model.parameters():
-            if p.ndim >= 2:
-                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return model
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,14 @@ import torch
 
 from tigerlib.config import get_settings
 from tigerlib.errors import TigerError
+from tigerlib.models.diffusion import TINY_DIFFUSION
 from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
 from tigerlib.models.lmm import TINY_LMM
 from tigerlib.models.visual_tokenizer import TINY_VQ, VQTokenizer
 from tigerlib.models.zoo import build_zoo, load_zoo_model, model_dir, zoo_status
 
-TINY = {"dual_encoder": TINY_DUAL_ENCODER, "visual_tokenizer": TINY_VQ, "lmm": TINY_LMM}
+TINY = {"dual_encoder": TINY_DUAL_ENCODER, "visual_tokenizer": TINY_VQ, "lmm": TINY_LMM, "diffusion": TINY_DIFFUSION}
+ONLY = list(TINY)  # the text LLM is imported, not trained: tests/test_text_llm.py covers it
 
 
 @pytest.fixture
@@ -22,7 +24,7 @@ def settings(home):
 
 
 def test_build_status_and_noop(settings, tiny_world, capsys):
-    status = build_zoo(settings, configs=TINY, world=tiny_world)
+    status = build_zoo(settings, only=ONLY, configs=TINY, world=tiny_world)
     de, vq = status["models"]["dual_encoder"], status["models"]["visual_tokenizer"]
     assert de["built"] and vq["built"] and de["role"] == "dual_encoder" and vq["role"] == "visual_tokenizer"
     for key in ("t2i_r1", "t2i_r5", "t2i_r10", "strict_r1", "entity_r1", "random_r1"):
@@ -32,14 +34,14 @@ def test_build_status_and_noop(settings, tiny_world, capsys):
     assert vq["metrics"]["tokens_per_image"] == 64 and vq["metrics"]["codebook_size"] == TINY_VQ.codebook_size
     assert de["train_seconds"] > 0
     capsys.readouterr()
-    build_zoo(settings, configs=TINY, world=tiny_world)
+    build_zoo(settings, only=ONLY, configs=TINY, world=tiny_world)
     assert capsys.readouterr().err.count("nothing to do") == len(TINY)
 
 
 def test_training_is_deterministic(settings, tiny_world, tmp_path):
-    first = build_zoo(settings, configs=TINY, world=tiny_world)
+    first = build_zoo(settings, only=ONLY, configs=TINY, world=tiny_world)
     other = get_settings(home=tmp_path / "other", device="cpu")
-    second = build_zoo(other, configs=TINY, world=tiny_world)
+    second = build_zoo(other, only=ONLY, configs=TINY, world=tiny_world)
     for name in ("dual_encoder", "visual_tokenizer"):
         assert first["models"][name]["metrics"] == second["models"][name]["metrics"]
     a = (model_dir(settings, "dual_encoder") / "model.safetensors").read_bytes()
@@ -48,7 +50,7 @@ def test_training_is_deterministic(settings, tiny_world, tmp_path):
 
 
 def test_corrupt_checkpoint_is_detected_and_rebuilt(settings, tiny_world):
-    build_zoo(settings, configs=TINY, world=tiny_world)
+    build_zoo(settings, only=ONLY, configs=TINY, world=tiny_world)
     weights = model_dir(settings, "visual_tokenizer") / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-50])
     status = zoo_status(settings)["models"]["visual_tokenizer"]
@@ -56,13 +58,13 @@ def test_corrupt_checkpoint_is_detected_and_rebuilt(settings, tiny_world):
     with pytest.raises(TigerError, match="tiger zoo build"):
         load_zoo_model(settings, "visual_tokenizer")
     de_before = (model_dir(settings, "dual_encoder") / "model.safetensors").stat().st_mtime_ns
-    build_zoo(settings, configs=TINY, world=tiny_world)
+    build_zoo(settings, only=ONLY, configs=TINY, world=tiny_world)
     assert zoo_status(settings)["models"]["visual_tokenizer"]["built"]
     assert (model_dir(settings, "dual_encoder") / "model.safetensors").stat().st_mtime_ns == de_before  # kept
 
 
 def test_loaded_models_encode_and_decode(settings, tiny_world):
-    build_zoo(settings, configs=TINY, world=tiny_world)
+    build_zoo(settings, only=ONLY, configs=TINY, world=tiny_world)
     tok = load_zoo_model(settings, "visual_tokenizer")
     codes = tok.encode(tiny_world.gallery.images[:5])
     assert codes.shape == (5, tok.tokens_per_image) and codes.dtype == torch.long
@@ -126,12 +128,26 @@ def test_zoo_status_json_cli(home):
 def test_dependents_are_rebuilt_when_a_dependency_changes(settings, tiny_world, capsys):
     from dataclasses import replace
 
-    build_zoo(settings, configs=TINY, world=tiny_world)
+    build_zoo(settings, only=ONLY, configs=TINY, world=tiny_world)
     capsys.readouterr()
     other_vq = replace(TINY_VQ, steps=TINY_VQ.steps + 1)
-    build_zoo(settings, configs={**TINY, "visual_tokenizer": other_vq}, world=tiny_world)
+    build_zoo(settings, only=ONLY, configs={**TINY, "visual_tokenizer": other_vq}, world=tiny_world)
     err = capsys.readouterr().err
     assert "dual_encoder: already built" in err
     assert "lmm: trained against other versions" in err
-    build_zoo(settings, configs={**TINY, "visual_tokenizer": other_vq}, world=tiny_world)
+    assert "diffusion: trained against other versions" in err
+    build_zoo(settings, only=ONLY, configs={**TINY, "visual_tokenizer": other_vq}, world=tiny_world)
     assert capsys.readouterr().err.count("nothing to do") == len(TINY)
+
+
+def test_diffusion_in_the_zoo(settings, tiny_world):
+    from tigerlib.models.zoo import load_text_to_image
+
+    status = build_zoo(settings, only=["diffusion"], configs=TINY, world=tiny_world)["models"]["diffusion"]
+    assert status["built"] and status["role"] == "diffusion"
+    for key in ("common_r1", "creative_r1", "knowledge_r1"):
+        assert 0.0 <= status["metrics"][key] <= 1.0
+    t2i = load_text_to_image(settings)  # with the text encoder and decoder it was trained with
+    a = t2i(prompt=["a red circle"], seed=0, progress=False).images
+    b = load_text_to_image(settings)(prompt=["a red circle"], seed=0, progress=False).images
+    assert a.shape == (1, 32, 32, 3) and np.array_equal(a, b)

@@ -67,6 +67,40 @@ def cmd_bench_trie(args, s) -> None:
             print(f"n={r['n']:>9,} {r['impl']:<9} {r['status']:<10} build {r['build_seconds']:.2f}s  {r['bytes_per_node']:.1f} B/node  step {r['step_ms']:.3f} ms")
 
 
+def _tiger_models(s):
+    from .models.zoo import load_dual_encoder, load_lmm, load_visual_tokenizer
+
+    return load_lmm(s), load_visual_tokenizer(s), load_dual_encoder(s)
+
+
+def cmd_eval_tiger(args, s) -> None:
+    from .data.world_store import load_world
+    from .evaluation.tiger_eval import evaluate_tiger
+
+    lmm, vq, enc = _tiger_models(s)
+    result = evaluate_tiger(lmm, vq, enc, load_world(s.data_dir, s.world_config()), n_queries=args.n_queries, num_beams=args.beams, rerank=args.rerank, eta=args.eta)
+    if args.json:
+        _print_json(result)
+        return
+    for kind in ("knowledge", "common"):
+        r = result[kind]
+        print(f"{kind}: proxy R@1 forward {r['proxy']['forward']['r1']:.3f} pmi {r['proxy']['pmi']['r1']:.3f} reverse {r['proxy']['reverse']['r1']:.3f} | "
+              f"beam search R@1 {r['fbs']['r1']:.3f}, re-ranked {r['fbs_rerank']['r1']:.3f} | dense R@1 {r['dense']['r1']:.3f}")
+
+
+def cmd_bench_retrieval(args, s) -> None:
+    from .data.world_store import load_world
+    from .evaluation.retrieval_benchmark import run_retrieval_benchmark
+
+    lmm, vq, enc = _tiger_models(s)
+    result = run_retrieval_benchmark(lmm, vq, enc, load_world(s.data_dir, s.world_config()), s.cache_dir, sizes=args.sizes, n_queries=args.queries, num_beams=args.beams)
+    if args.json:
+        _print_json(result)
+        return
+    for r in result["results"]:
+        print(f"n={r['n']:>9,} {r['method']:<10} {r['ms_per_query']:10.2f} ms/query")
+
+
 def cmd_zoo_build(args, s) -> None:
     from .models.zoo import build_zoo
 
@@ -134,6 +168,22 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--beams", type=int, default=800)
     bt.add_argument("--json", action="store_true")
     bt.set_defaults(func=cmd_bench_trie)
+
+    br = bench.add_parser("retrieval", help="generative (TIGeR beam search) vs dense retrieval latency, 1K..1M images")
+    br.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
+    br.add_argument("--queries", type=int, default=5, help="prompts timed per size")
+    br.add_argument("--beams", type=int, default=100)
+    br.add_argument("--json", action="store_true")
+    br.set_defaults(func=cmd_bench_retrieval)
+
+    ev = sub.add_parser("eval", help="evaluations printing JSON").add_subparsers(dest="action", required=True)
+    et = ev.add_parser("tiger", help="TIGeR on the mini world: proxy study, beam search, re-ranking, dense baseline")
+    et.add_argument("--n-queries", type=int, default=50, help="queries per kind (knowledge, common)")
+    et.add_argument("--beams", type=int, default=100)
+    et.add_argument("--rerank", type=int, default=10, help="candidates re-ranked by log p(X|Y) (0: none)")
+    et.add_argument("--eta", type=float, default=1.0, help="PMI weight of the null prompt")
+    et.add_argument("--json", action="store_true")
+    et.set_defaults(func=cmd_eval_tiger)
 
     zoo = sub.add_parser("zoo", help="the mini model zoo").add_subparsers(dest="action", required=True)
     zb = zoo.add_parser("build", help="train the models that are missing (idempotent, resumable)")

@@ -51,5 +51,23 @@ def run_demo(settings: Settings) -> dict:
         images += [q.images[i]] + list(world.gallery.images[idx[row]])
         titles += [f"prompt: {q.texts[i]}"] + [f"#{j} {s:.2f}" for j, s in zip(idx[row], scores[row])]
     save(image_grid(np.stack(images), titles, ncols=5), "retrieval")
+
+    # the same prompts through TIGeR (retrieval by generation) and the diffusion model
+    from .methods.tiger import TIGeR
+    from .models.zoo import load_lmm, load_text_to_image
+
+    tiger = TIGeR.from_images(load_lmm(settings), tokenizer, world.gallery.images)
+    prompts = [q.texts[i] for i in picks]
+    generated = load_text_to_image(settings)(prompt=prompts, seed=settings.seed).images
+    print("\nTIGeR (beam search over visual tokens + reverse re-ranking) and generation:")
+    images, titles = [], []
+    for row, i in enumerate(picks):
+        answer = tiger.retrieve(prompts[row], num_beams=100, rerank=10)
+        top = int(answer.ranking[0])
+        hit = "hit" if top in set(q.hits[i].tolist()) else "no exact match in the gallery" if len(q.hits[i]) == 0 else "miss"
+        print(f"  [{q.kind[i]}] {prompts[row]!r} -> TIGeR top-1 #{top} ({hit}, {answer.seconds:.1f}s)")
+        images += [q.images[i], world.gallery.images[idx[row, 0]], world.gallery.images[top], generated[row]]
+        titles += [f"prompt: {prompts[row]}", "dense top-1", "TIGeR top-1", "generated"]
+    save(image_grid(np.stack(images), titles, ncols=4), "tiger_and_generation")
     info(f"figures: {', '.join(figures.values())}")
     return {"world": summary, "zoo": status, "figures": figures}

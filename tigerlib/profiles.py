@@ -25,6 +25,9 @@ MINI = Profile(
         "dual_encoder": "zoo:dual_encoder",
         "evaluator": "zoo:dual_encoder",
         "visual_tokenizer": "zoo:visual_tokenizer",
+        "lmm": "zoo:lmm",
+        "text_to_image": "zoo:diffusion",
+        "text_llm": "zoo:text_llm",
     },
 )
 
@@ -37,6 +40,11 @@ FULL = Profile(
         "evaluator": "ViT-H-14/laion2b_s32b_b79k",
         # the unified LMM's own VQ (Janus-Pro's image tokenizer)
         "visual_tokenizer": "deepseek-community/Janus-Pro-1B",
+        # a transformers-native unified LMM with discrete image tokens (TIGeR, GRACE)
+        "lmm": "deepseek-community/Janus-Pro-1B",
+        # GILL: Stable Diffusion v1.5 (77 x 768 text states) and the frozen LLM of the paper
+        "text_to_image": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        "text_llm": "facebook/opt-6.7b",
     },
     wants_gpu=True,
 )

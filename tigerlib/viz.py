@@ -114,3 +114,53 @@ def plot_trie_benchmark(result: dict):
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_beam_search(result, title: str = ""):
+    """Live and finished beams after each step of a trie-constrained beam search."""
+    import matplotlib.pyplot as plt
+
+    steps = np.arange(1, len(result.beams_per_step) + 1)
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    ax.plot(steps, result.beams_per_step, "o-", label="live beams")
+    ax.plot(steps, result.finished_per_step, "s--", label="finished (complete images)")
+    if result.stopped_early_at:
+        ax.axvline(result.stopped_early_at, color="grey", ls=":", label=f"early stop (all paths unique) after step {result.stopped_early_at}")
+    ax.set_xlabel("visual token")
+    ax.set_ylabel("beams")
+    ax.set_title(title or f"{result.num_beams} beams")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_eta_sweep(sweep: list[dict], keys=("knowledge_r1", "common_r1")):
+    """R@1 against the PMI weight eta (eta = 0 is the raw forward likelihood)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    etas = [row["eta"] for row in sweep]
+    for key in keys:
+        ax.plot(etas, [row[key] for row in sweep], "o-", label=key.replace("_r1", ""))
+    ax.set_xlabel("eta (weight of log p(Y | null prompt))")
+    ax.set_ylabel("R@1")
+    ax.set_ylim(0, 1.02)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_retrieval_scaling(result: dict):
+    """Latency per query against gallery size, generative vs dense (log-log)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for method, marker in (("generative", "o-"), ("dense", "s-")):
+        rows = [r for r in result["results"] if r["method"] == method]
+        ax.loglog([r["n"] for r in rows], [r["ms_per_query"] for r in rows], marker, label=method)
+    ax.set_xlabel("gallery images")
+    ax.set_ylabel("ms per query")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -161,6 +161,24 @@ class DualEncoder:
         out = [F.normalize(self.model.encode_image(self.pixels(images[i : i + batch_size])), dim=-1) for i in range(0, n, batch_size)]
         return torch.cat(out) if out else torch.zeros(0, self.embed_dim)
 
+    @torch.no_grad()
+    def encode_text_states(self, texts: list[str], batch_size: int = 512) -> torch.Tensor:
+        """Per-token text states after the final layer norm, before pooling: [n, context, width]
+        (the conditioning a text-to-image UNet cross-attends to, like SD's 77 x 768)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        m = self.model
+        out = []
+        for i in range(0, len(texts), batch_size):
+            tokens = self.tokenize(texts[i : i + batch_size])
+            x = m.token_embedding(tokens) + m.positional_embedding
+            out.append(m.ln_final(m.transformer(x, attn_mask=m.attn_mask)).float())
+        return torch.cat(out) if out else torch.zeros(0, int(m.positional_embedding.shape[0]), self.text_width)
+
+    @property
+    def text_width(self) -> int:
+        return int(self.model.token_embedding.weight.shape[1])
+
     @property
     def embed_dim(self) -> int:
         return int(self.model.text_projection.shape[1]) if hasattr(self.model, "text_projection") else int(self.model.visual.output_dim)

@@ -31,7 +31,7 @@ from ..config import info
 from ..errors import TigerError
 from .text_tokenizer import IMAGE_OFFSET, check_layout, load_text_tokenizer, save_text_tokenizer, train_text_tokenizer
 from .training import warmup_cosine
-from .visual_tokenizer import check_codes
+from .image_token_lm import ImageTokenLM, pad_right
 
 PROMPT = "generate an image of"
 NULL_PROMPT = "can you generate an image ?"
@@ -79,17 +79,11 @@ class LMMConfig:
 TINY_LMM = LMMConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64, codebook_size=32, steps=4, batch_size=8, warmup=1)
 
 
-def _pad_right(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """[n, T] ids padded with <pad>, and the bool mask of real tokens."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), PAD, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    return ids, ids.new_tensor([[j < len(s) for j in range(width)] for s in seqs], dtype=torch.bool)
-
-
-class UnifiedLMM:
+class UnifiedLMM(ImageTokenLM):
     """A causal LM over text and image tokens with its tokenizer (``.model``, ``.tokenizer``)."""
+
+    image_offset = IMAGE_OFFSET
+    pad_id = PAD
 
     def __init__(self, model, tokenizer, config: LMMConfig, device="cpu"):
         self.model = model.to(device).eval()
@@ -101,7 +95,6 @@ class UnifiedLMM:
             raise TigerError(f"LMM tokenizer has {self.codebook_size} image tokens, the config says {config.codebook_size}: rebuild the lmm")
         self.tokens_per_image = config.tokens_per_image
         self.vocab_size = len(tokenizer)
-        self.image_ids = torch.arange(IMAGE_OFFSET, IMAGE_OFFSET + self.codebook_size)
         self.first_word = IMAGE_OFFSET + self.codebook_size
         self._head, self._null, self._describe = (self._encode([t])[0] for t in (PROMPT, NULL_PROMPT, DESCRIBE))
         fixed = 3 + self.tokens_per_image + max(len(self._head), len(self._describe))  # bos, boi, eoi/eos
@@ -146,20 +139,6 @@ class UnifiedLMM:
             info(f"warning: {len(long)} text(s) longer than {self.max_text_tokens} tokens truncated to fit the LMM's context (max_length={self.config.max_length})")
         return [s[: self.max_text_tokens] for s in ids]
 
-    def check_codes(self, codes) -> torch.Tensor:
-        return check_codes(codes, self.tokens_per_image, self.codebook_size).cpu()
-
-    def image_token_ids(self, codes) -> torch.Tensor:
-        """Visual codes [n, L] -> LMM token ids [n, L]."""
-        return self.check_codes(codes) + IMAGE_OFFSET
-
-    def codes_from_token_ids(self, ids) -> torch.Tensor:
-        """LMM image-token ids [n, L] -> visual codes [n, L] (any other token raises)."""
-        ids = torch.as_tensor(ids).long()
-        if ids.numel() and (ids.min() < IMAGE_OFFSET or ids.max() >= IMAGE_OFFSET + self.codebook_size):
-            raise TigerError(f"not image tokens: ids must lie in [{IMAGE_OFFSET}, {IMAGE_OFFSET + self.codebook_size})")
-        return self.check_codes(ids - IMAGE_OFFSET)
-
     def prompt_ids(self, text: str) -> torch.Tensor:
         """``<bos> generate an image of {text} <boi>`` as LongTensor [P]: a prompt for
         ``CausalLMScorer``. An empty text gives the template with nothing after "of"."""
@@ -173,33 +152,7 @@ class UnifiedLMM:
         """``<bos> <boi> {image tokens} <eoi> describe the image .`` per image."""
         return [[BOS, BOI] + row + [EOI] + self._describe for row in self.image_token_ids(codes).tolist()]
 
-    # -- likelihoods ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def _score(self, prefixes: list[list[int]], continuations: list[list[int]], batch_size: int = 64) -> torch.Tensor:
-        """Sum of log p(continuation | prefix) per row: FloatTensor [n]."""
-        out = []
-        for lo in range(0, len(prefixes), batch_size):
-            pre, cont = prefixes[lo : lo + batch_size], continuations[lo : lo + batch_size]
-            ids, real = _pad_right([p + c for p, c in zip(pre, cont)])
-            logits = self.model(input_ids=ids.to(self.device)).logits[:, :-1].float()
-            logp = F.log_softmax(logits, -1).gather(2, ids[:, 1:, None].to(self.device)).squeeze(2).cpu()
-            start = torch.tensor([len(p) - 1 for p in pre])[:, None]
-            pos = torch.arange(ids.shape[1] - 1)[None]
-            out.append((logp * ((pos >= start) & real[:, 1:])).sum(1))
-        return torch.cat(out) if out else torch.zeros(0)
-
-    def logp_image_given_text(self, texts: list[str], codes) -> torch.Tensor:
-        """log p(image tokens | generate-prompt(text_i)) summed over the L image tokens: [n]."""
-        ids = self.image_token_ids(codes).tolist()
-        if len(ids) != len(texts):
-            raise TigerError(f"got {len(texts)} texts for {len(ids)} images: pass one text per image")
-        return self._score([self.prompt_ids(t).tolist() for t in texts] if texts else [], ids)
-
-    def logp_image_null(self, codes) -> torch.Tensor:
-        """log p(image tokens | null prompt) summed over the L image tokens: [n]."""
-        ids = self.image_token_ids(codes).tolist()
-        return self._score([self.null_prompt_ids().tolist()] * len(ids), ids)
-
+    # -- likelihoods (the forward ones come from ImageTokenLM) -----------------------------------
     def logp_text_given_image(self, codes, texts: list[str]) -> torch.Tensor:
         """log p(text_i <eos> | image_i, "describe the image .") summed over the text's tokens: [n]."""
         prefixes = self._image_prefix(codes)
@@ -212,7 +165,7 @@ class UnifiedLMM:
         """log p(text_j | image_i) for every pair: FloatTensor [n_images, n_texts]. The image
         prefix is run once per image and its KV cache shared by all texts (TIGeR re-ranking)."""
         prefix = torch.tensor(self._image_prefix(codes), dtype=torch.long)
-        conts, real = _pad_right([t + [EOS] for t in self._text_ids(texts)]) if len(texts) else (None, None)
+        conts, real = pad_right([t + [EOS] for t in self._text_ids(texts)]) if len(texts) else (None, None)
         out = torch.zeros(len(prefix), len(texts))
         if conts is None or not len(prefix):
             return out
@@ -234,49 +187,7 @@ class UnifiedLMM:
                 out[lo : lo + len(pre), t0 : t0 + k] = (logp * c_real.repeat(len(pre), 1)).sum(1).view(len(pre), k)
         return out
 
-    # -- generation -----------------------------------------------------------------------------
-    @torch.no_grad()
-    def _decode_loop(self, prompts: list[list[int]], steps: int, allowed: torch.Tensor, pick) -> torch.Tensor:
-        """Left-padded incremental decoding with a KV cache; ``pick(logits [n, |allowed|])`` returns
-        indices into ``allowed``. Returns the chosen token ids [n, steps]."""
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), PAD, dtype=torch.long)
-        mask = torch.zeros(len(prompts), width, dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p) :], mask[i, width - len(p) :] = torch.tensor(p), 1
-        pos = (mask.cumsum(1) - 1).clamp(min=0)
-        allowed = allowed.to(self.device)
-        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), position_ids=pos.to(self.device), use_cache=True, logits_to_keep=1)
-        cache, nxt = out.past_key_values, pos[:, -1:] + 1
-        chosen = []
-        for t in range(steps):
-            tok = allowed[pick(out.logits[:, -1, allowed].float())]
-            chosen.append(tok.cpu())
-            if t + 1 == steps:
-                break
-            mask = torch.cat([mask, torch.ones(len(mask), 1, dtype=torch.long)], 1)
-            out = self.model(input_ids=tok[:, None], attention_mask=mask.to(self.device), position_ids=nxt.to(self.device), past_key_values=cache, use_cache=True)
-            nxt = nxt + 1
-        return torch.stack(chosen, 1)
-
-    def sample_images(self, texts: list[str], top_p: float = 0.5, temperature: float = 1.0, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
-        """Sample image tokens for each prompt (nucleus sampling over image tokens only):
-        codes LongTensor [n, L]. The same texts and seed give exactly the same codes."""
-        if not 0 < top_p <= 1 or temperature <= 0:
-            raise TigerError(f"need 0 < top_p <= 1 and temperature > 0, got top_p={top_p}, temperature={temperature}")
-        gen = torch.Generator().manual_seed(int(seed))
-
-        def pick(logits):
-            probs = F.softmax(logits / temperature, -1).cpu()
-            sorted_p, order = probs.sort(-1, descending=True)
-            keep = (sorted_p.cumsum(-1) - sorted_p) < top_p  # the smallest set reaching top_p
-            sorted_p = sorted_p * keep
-            choice = torch.multinomial(sorted_p / sorted_p.sum(-1, keepdim=True), 1, generator=gen).squeeze(1)
-            return order.gather(1, choice[:, None]).squeeze(1).to(self.device)
-
-        out = [self._decode_loop([self.prompt_ids(t).tolist() for t in texts[i : i + batch_size]], self.tokens_per_image, self.image_ids, pick) for i in range(0, len(texts), batch_size)]
-        return torch.cat(out) - IMAGE_OFFSET if out else torch.zeros(0, self.tokens_per_image, dtype=torch.long)
-
+    # -- generation (sample_images comes from ImageTokenLM) -------------------------------------
     def caption(self, codes, max_new_tokens: int = 20, batch_size: int = 256) -> list[str]:
         """Greedy caption per image (text tokens only; stops at ``<eos>``)."""
         prefixes = self._image_prefix(codes)
@@ -352,7 +263,7 @@ def train_lmm(world, config: LMMConfig, seed: int, device="cpu", deps: dict | No
             s, start = _training_sequence(lmm, all_codes[b], caps[rng.integers(len(caps))], bool(to_text[i]), bool(null[i]))
             seqs.append(s)
             starts.append(start)
-        ids, real = _pad_right(seqs)
+        ids, real = pad_right(seqs)
         ids = ids.to(device)
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=use_bf16):
             logits = model(input_ids=ids).logits[:, :-1]  # right padding: no mask needed

@@ -19,8 +19,10 @@ import torch
 from ..config import Settings, info
 from ..errors import TigerError
 from ..storage import atomic_dir, atomic_write_json, files_manifest, read_json, verify_files
+from .diffusion import DiffusionConfig, LatentDiffusion, StableDiffusion, evaluate_diffusion, train_diffusion
 from .dual_encoder import DualEncoder, DualEncoderConfig, evaluate_dual_encoder, train_dual_encoder
 from .lmm import LMMConfig, UnifiedLMM, evaluate_lmm, train_lmm
+from .text_llm import TextLLM, TextLLMConfig, import_text_llm
 from .visual_tokenizer import JanusTokenizer, VQConfig, VQTokenizer, evaluate_tokenizer, train_vq
 
 ZOO_VERSION = 1
@@ -34,8 +36,9 @@ class ZooModel:
     needs: tuple[str, ...]
     train: Callable  # (world, config, seed, device, deps) -> (model, stats)
     evaluate: Callable  # (model, world, deps) -> metrics
-    create: Callable  # (config, device) -> model with .model (an nn.Module); with files: (config, device, folder)
+    create: Callable  # (config, device, folder, deps) -> model with .model (an nn.Module), random weights
     files: bool = False  # the model saves more than its weights (model.save_files(folder), e.g. a tokenizer)
+    runs_with_needs: bool = False  # loading it loads its dependencies too (the diffusion model decodes with the VQ)
 
 
 ZOO: dict[str, ZooModel] = {
@@ -46,7 +49,7 @@ ZOO: dict[str, ZooModel] = {
         (),
         lambda world, cfg, seed, device, deps: train_dual_encoder(world, cfg, seed, device),
         lambda model, world, deps: evaluate_dual_encoder(model, world),
-        DualEncoder.create,
+        lambda cfg, device, folder, deps: DualEncoder.create(cfg, device),
     ),
     "visual_tokenizer": ZooModel(
         "visual_tokenizer",
@@ -55,7 +58,7 @@ ZOO: dict[str, ZooModel] = {
         ("dual_encoder",),
         lambda world, cfg, seed, device, deps: train_vq(world, cfg, seed, device),
         lambda model, world, deps: evaluate_tokenizer(model, deps["dual_encoder"], world),
-        VQTokenizer.create,
+        lambda cfg, device, folder, deps: VQTokenizer.create(cfg, device),
     ),
     "lmm": ZooModel(
         "lmm",
@@ -64,7 +67,27 @@ ZOO: dict[str, ZooModel] = {
         ("dual_encoder", "visual_tokenizer"),
         train_lmm,
         evaluate_lmm,
-        UnifiedLMM.create,
+        lambda cfg, device, folder, deps: UnifiedLMM.create(cfg, device, folder),
+        files=True,
+    ),
+    "diffusion": ZooModel(
+        "diffusion",
+        "diffusion",
+        DiffusionConfig,
+        ("dual_encoder", "visual_tokenizer"),
+        train_diffusion,
+        evaluate_diffusion,
+        lambda cfg, device, folder, deps: LatentDiffusion.for_models(cfg, deps["dual_encoder"], deps["visual_tokenizer"], device),
+        runs_with_needs=True,
+    ),
+    "text_llm": ZooModel(
+        "text_llm",
+        "text_llm",
+        TextLLMConfig,
+        (),
+        import_text_llm,
+        lambda model, world, deps: {},
+        lambda cfg, device, folder, deps: TextLLM.create(cfg, device, folder),
         files=True,
     ),
 }
@@ -103,7 +126,8 @@ def load_zoo_model(settings: Settings, name: str):
     if problem:
         raise TigerError(f"zoo model {name!r} is unusable ({problem}): run `tiger zoo build`")
     config = _config_from(entry.config_class, manifest["config"])
-    model = entry.create(config, settings.device, path) if entry.files else entry.create(config, settings.device)
+    deps = {d: load_zoo_model(settings, d) for d in entry.needs} if entry.runs_with_needs else {}
+    model = entry.create(config, settings.device, path, deps)
     model.model.load_state_dict(load_file(path / "model.safetensors"))
     model.model.eval()
     return model
@@ -167,7 +191,7 @@ def _dependency_hashes(settings: Settings, entry: ZooModel) -> dict[str, str | N
 def _save(settings, entry: ZooModel, model, config, world, stats: dict, metrics: dict, wall: float) -> None:
     from safetensors.torch import save_file
 
-    state = {k: v.detach().contiguous().cpu() for k, v in model.model.state_dict().items()}
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in model.model.state_dict().items()}  # clone: tied weights
     with atomic_dir(model_dir(settings, entry.name)) as tmp:
         save_file(state, str(tmp / "model.safetensors"))
         if entry.files:
@@ -201,6 +225,8 @@ def zoo_status(settings: Settings) -> dict:
         rec = {"role": entry.role, "built": manifest is not None, "train_seconds": None, "metrics": {}}
         if manifest:
             rec.update(train_seconds=manifest["train_seconds"], metrics=manifest["metrics"], parameters=manifest.get("parameters"), world_id=manifest.get("world_id"))
+            if "source" in manifest.get("training", {}):
+                rec["source"] = manifest["training"]["source"]
         else:
             rec["problem"] = problem
         models[name] = rec
@@ -210,16 +236,35 @@ def zoo_status(settings: Settings) -> dict:
 # -- one loader per role, both scales -------------------------------------------------------------
 
 
-def load_dual_encoder(settings: Settings, role: str = "dual_encoder") -> DualEncoder:
-    """The method's dual encoder (``role='dual_encoder'``) or the evaluator (``'evaluator'``)."""
+def load_role(settings: Settings, role: str, from_pretrained: Callable):
+    """The profile's model for ``role``: a zoo model (``zoo:<name>``) or ``from_pretrained(name, device)``."""
     spec = settings.profile.checkpoints[role]
     if spec.startswith("zoo:"):
         return load_zoo_model(settings, spec[4:])
-    return DualEncoder.from_pretrained(spec, settings.device)
+    return from_pretrained(spec, settings.device)
+
+
+def load_dual_encoder(settings: Settings, role: str = "dual_encoder") -> DualEncoder:
+    """The method's dual encoder (``role='dual_encoder'``) or the evaluator (``'evaluator'``)."""
+    return load_role(settings, role, DualEncoder.from_pretrained)
 
 
 def load_visual_tokenizer(settings: Settings):
-    spec = settings.profile.checkpoints["visual_tokenizer"]
-    if spec.startswith("zoo:"):
-        return load_zoo_model(settings, spec[4:])
-    return JanusTokenizer.from_pretrained(spec, settings.device)
+    return load_role(settings, "visual_tokenizer", JanusTokenizer.from_pretrained)
+
+
+def load_text_to_image(settings: Settings):
+    """Mini: the zoo's latent diffusion model (with its text encoder and decoder); full: Stable Diffusion."""
+    return load_role(settings, "text_to_image", StableDiffusion.from_pretrained)
+
+
+def load_text_llm(settings: Settings) -> TextLLM:
+    """Mini: SmolLM2-135M-Instruct as saved in the zoo; full: any causal LM by name (OPT-6.7B)."""
+    return load_role(settings, "text_llm", TextLLM.from_pretrained)
+
+
+def load_lmm(settings: Settings):
+    """Mini: the zoo's unified LMM. Full: a transformers unified LMM by name (Janus-Pro)."""
+    from .janus_lmm import JanusLMM
+
+    return load_role(settings, "lmm", JanusLMM.from_pretrained)

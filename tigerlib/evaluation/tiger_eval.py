@@ -1,0 +1,109 @@
+"""``tiger eval tiger``: TIGeR on the mini world's knowledge and common-scene queries.
+
+Gallery = the mini gallery (1,000 scenes + 100 entity images). For each query kind:
+
+- the proxy study as full ranking (R@1/5 of log p(Y|X), PMI and log p(X|Y) over the whole gallery),
+- forward beam search (R@1/5/10), with and without reverse re-ranking of the best candidates,
+- the dense dual-encoder baseline on the same queries,
+- seconds per query for each.
+
+Plus an eta sweep of PMI (full ranking: exact, no beam approximation) and a beam-count sweep.
+A hit is any gallery image that answers the query (same entity, or the same scene attributes).
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import TigerError
+from ..methods.dense import DenseRetriever
+from ..methods.tiger import TIGeR, recall_of_rankings
+from .retrieval import recall_at_k
+
+KINDS = ("knowledge", "common")
+
+
+def _r(d: dict[int, float], ks) -> dict[str, float]:
+    return {f"r{k}": d[k] for k in ks}
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def fbs_rankings(tiger: TIGeR, prompts: list[str], num_beams: int, eta: float, rerank: int, desc: str = "beam search"):
+    """Rankings without and with re-ranking (one search serves both), and seconds per query of
+    the search and of the re-ranking."""
+    plain, reranked, search_s, rerank_s = [], [], 0.0, 0.0
+    for p in tqdm(prompts, desc=desc, leave=False):
+        r = tiger.retrieve(p, num_beams=num_beams, eta=eta, rerank=rerank)
+        plain.append(r.search.ranked_items())
+        reranked.append(r.ranking)
+        search_s += r.timings["search"]
+        rerank_s += r.timings["rerank"]
+    n = max(1, len(prompts))
+    return plain, reranked, search_s / n, rerank_s / n
+
+
+def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 50, num_beams: int = 100, rerank: int = 10,
+                   eta: float = 1.0, etas=(0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5), beam_counts=(10, 30, 100, 300)) -> dict:
+    """The numbers behind notebook 03 (``n_queries`` per kind, the first ones of each kind)."""
+    if n_queries < 1 or num_beams < 1 or rerank < 0 or min(beam_counts, default=1) < 1:
+        raise TigerError(f"need n_queries >= 1, beams >= 1 and rerank >= 0; got n_queries={n_queries}, beams={num_beams}, rerank={rerank}, beam_counts={list(beam_counts)}")
+    gallery = world.gallery
+    tiger = TIGeR.from_images(lmm, visual_tokenizer, gallery.images)
+    (null, null_s) = _timed(tiger.null_scores)
+    dense = DenseRetriever(dual_encoder, gallery.images)
+    out: dict = {"gallery": len(gallery), "duplicate_sequences": tiger.num_duplicates, "n_queries": {}, "num_beams": num_beams,
+                 "rerank": rerank, "eta": eta, "null_scores_seconds": round(null_s, 2)}
+    forwards = {}
+    for kind in KINDS:
+        q = world.queries.subset(kind)
+        q = q.subset(np.arange(min(n_queries, len(q))))
+        prompts, hits = list(q.texts), q.hits
+        out["n_queries"][kind] = len(prompts)
+        fwd, fwd_s = _timed(lambda: torch.stack([tiger.forward_scores([p])[0] for p in tqdm(prompts, desc=f"{kind}: log p(Y|X)", leave=False)]))
+        rev, rev_s = _timed(lambda: tiger.reverse_scores(prompts))
+        forwards[kind] = (fwd, hits)
+        proxy = {
+            "forward": _r(recall_at_k(fwd, hits, (1, 5)), (1, 5)),
+            "pmi": _r(recall_at_k(fwd - eta * null[None], hits, (1, 5)), (1, 5)),
+            "reverse": _r(recall_at_k(rev, hits, (1, 5)), (1, 5)),
+        }
+        plain, reranked, fbs_s, rerank_s = fbs_rankings(tiger, prompts, num_beams, eta, rerank, desc=f"{kind}: beam search")
+        dense_scores, dense_s = _timed(lambda: dense.scores(prompts))
+        ks = (1, 5, 10)
+        out[kind] = {
+            "proxy": proxy,
+            "fbs": _r(recall_of_rankings(plain, hits, ks), ks),
+            "fbs_rerank": _r(recall_of_rankings(reranked, hits, ks), ks),
+            "dense": _r(recall_at_k(dense_scores, hits, ks), ks),
+            "seconds_per_query": {
+                "proxy_forward": round(fwd_s / len(prompts), 4),
+                "proxy_pmi": round((fwd_s + null_s) / len(prompts), 4),  # the null scores are shared by all queries
+                "proxy_reverse": round(rev_s / len(prompts), 4),
+                "fbs": round(fbs_s, 4),
+                "fbs_rerank": round(fbs_s + rerank_s, 4),
+                "dense": round(dense_s / len(prompts), 5),
+            },
+        }
+    out["eta_sweep"] = [
+        {"eta": e, "ranking": "full", **{f"{kind}_r1": recall_at_k(fwd - e * null[None], hits, (1,))[1] for kind, (fwd, hits) in forwards.items()}}
+        for e in etas
+    ]
+    out["beam_sweep"] = []
+    for b in beam_counts:
+        row = {"num_beams": b}
+        for kind in KINDS:
+            q = world.queries.subset(kind)
+            q = q.subset(np.arange(min(n_queries, len(q))))
+            plain, reranked, s, _ = fbs_rankings(tiger, list(q.texts), b, eta, rerank, desc=f"{kind}: {b} beams")
+            row[kind] = {"fbs_r1": recall_of_rankings(plain, q.hits, (1,))[1], "fbs_rerank_r1": recall_of_rankings(reranked, q.hits, (1,))[1], "seconds_per_query": round(s, 4)}
+        out["beam_sweep"].append(row)
+    return out
+
