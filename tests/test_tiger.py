@@ -79,6 +79,12 @@ def test_duplicates_are_returned_together(lmm, gallery_codes):
     at = ranking.index(2)
     assert sorted(ranking[at : at + 3]) == [2, 5, 6]
     assert sorted(ranking) == list(range(7))
+    for rerank in range(1, 6):  # re-ranking moves a sequence's images as one candidate
+        r = t.retrieve("a red circle", num_beams=50, rerank=rerank)
+        ranking = r.ranking.tolist()
+        at = ranking.index(2)
+        assert sorted(ranking[at : at + 3]) == [2, 5, 6] and r.reranked == rerank
+        assert torch.equal(r.scores[at : at + 3], r.scores[at].expand(3))
 
 
 def test_bad_inputs(lmm, gallery_codes):
@@ -130,9 +136,26 @@ def test_retrieval_benchmark_json_and_cache(lmm, vq, tiny_world, tmp_path):
     before = cached[0].stat().st_mtime_ns
     run_retrieval_benchmark(lmm, vq, enc, tiny_world, tmp_path, sizes=(10, 30), n_queries=1, num_beams=2)
     assert cached[0].stat().st_mtime_ns == before  # tokenized and embedded once
+    from tigerlib.evaluation.retrieval_benchmark import scaling_gallery
+
+    codes30, emb30 = scaling_gallery(tiny_world, vq, enc, 30, tmp_path)
+    codes12, emb12 = scaling_gallery(tiny_world, vq, enc, 12, tmp_path)  # a slice of the cached 30
+    assert len(list(tmp_path.glob("scaling-*.npz"))) == 1
+    assert torch.equal(codes12, codes30[:12]) and torch.equal(emb12, emb30[:12])
+    fresh, _ = scaling_gallery(tiny_world, vq, enc, 12, tmp_path / "other")  # built anew: the same images
+    assert torch.equal(fresh, codes12)
 
 
 def test_cli_without_zoo_names_the_fix(home):
     r = subprocess.run([sys.executable, "-m", "tigerlib", "eval", "tiger", "--json"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().splitlines()[-1].startswith("error:") and "tiger zoo build" in r.stderr
+
+
+def test_top_k_matches_retrieve(tiger):
+    idx, scores = tiger.top_k([PROMPTS[0], PROMPTS[2]], k=4, num_beams=6, rerank=3)
+    assert idx.shape == scores.shape == (2, 4)
+    r = tiger.retrieve(PROMPTS[0], num_beams=6, rerank=3)
+    assert idx[0].tolist() == r.ranking[:4].tolist()
+    idx, scores = tiger.top_k([PROMPTS[0]], k=5, num_beams=2, rerank=0)  # two beams find two images
+    assert idx[0, 2:].tolist() == [-1, -1, -1] and np.isneginf(scores[0, 2:]).all()

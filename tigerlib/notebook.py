@@ -85,7 +85,8 @@ def world_browser(world):
 
 
 def retrieval_explorer(retriever, gallery, k: int = 6, prompt: str = "a large red circle on the left on a black background"):
-    """Type a prompt, see the top-k gallery images of a retriever (anything with ``search``)."""
+    """Type a prompt, see the top-k gallery images of a retriever: anything with
+    ``search(texts, k) -> (indices, scores)`` (``DenseRetriever``) or such a function (``TIGeR.top_k``)."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
@@ -97,8 +98,9 @@ def retrieval_explorer(retriever, gallery, k: int = 6, prompt: str = "a large re
     def render(*_):
         with out:
             out.clear_output(wait=True)
-            idx, scores = retriever.search([box.value], k=k)
-            image_grid(gallery.load(idx[0]), [f"#{i}  {s:.2f}\n{gallery.captions[i][0]}" for i, s in zip(idx[0], scores[0])], ncols=k)
+            idx, scores = (retriever if callable(retriever) else retriever.search)([box.value], k=k)
+            found = idx[0] >= 0
+            image_grid(gallery.load(idx[0][found]), [f"#{i}  {s:.2f}\n{gallery.captions[i][0]}" for i, s in zip(idx[0][found], scores[0][found])], ncols=k)
             plt.show()
 
     box.observe(render, "value")

@@ -36,23 +36,27 @@ def _weights_id(model) -> str:
 
 
 def scaling_gallery(world, visual_tokenizer, dual_encoder, n: int, cache_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """(codes [n, L], L2-normalized embeddings [n, d]) of ``n`` fresh world images, cached."""
-    key = f"scaling-{world.id}-vq{_weights_id(visual_tokenizer)}-de{_weights_id(dual_encoder)}-{n}"
-    path = cache_dir / f"{key}.npz"
-    cached = None
-    if path.exists():
+    """(codes [n, L], L2-normalized embeddings [n, d]) of the first ``n`` images of one fresh
+    stream of world images, cached. Images come in fixed chunks, so a cached larger gallery
+    holds every smaller one: it is sliced, never rebuilt."""
+    prefix = f"scaling-{world.id}-vq{_weights_id(visual_tokenizer)}-de{_weights_id(dual_encoder)}-"
+    cached = sorted((int(p.stem[len(prefix):]), p) for p in Path(cache_dir).glob(f"{prefix}*.npz") if p.stem[len(prefix):].isdigit())
+    for size, path in cached:
+        if size < n:
+            continue
         try:
-            cached = load_npz(path)
-        except (OSError, ValueError, KeyError):  # damaged cache: rebuild it
-            cached = None
-    if cached is not None and {"codes", "embeddings"} <= set(cached):
-        return torch.from_numpy(cached["codes"].astype(np.int64)), torch.from_numpy(cached["embeddings"].astype(np.float32))
+            arrays = load_npz(path)
+            codes, emb = arrays["codes"][:n], arrays["embeddings"][:n]
+        except (OSError, ValueError, KeyError):  # damaged cache: try the next, else rebuild
+            continue
+        return torch.from_numpy(codes.astype(np.int64)), torch.from_numpy(emb.astype(np.float32))
+    path = Path(cache_dir) / f"{prefix}{n}.npz"
     info(f"tokenizing and embedding {n:,} mini-world images once (cache: {path})")
     codes, emb = [], []
     for i, lo in enumerate(tqdm(range(0, n, CHUNK), desc="scaling gallery", leave=False)):
-        batch = world.generator.sample(min(CHUNK, n - lo), seed=10_000 + i)
-        codes.append(visual_tokenizer.encode(batch.images).to(torch.int16))
-        emb.append(dual_encoder.encode_images(batch.images).to(torch.float16))
+        images = world.generator.sample(CHUNK, seed=10_000 + i).images[: n - lo]
+        codes.append(visual_tokenizer.encode(images).to(torch.int16))
+        emb.append(dual_encoder.encode_images(images).to(torch.float16))
     codes, emb = torch.cat(codes), torch.cat(emb)
     save_npz(path, {"codes": codes.numpy(), "embeddings": emb.numpy()})
     return codes.long(), emb.float()

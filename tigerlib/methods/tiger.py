@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ..decoding.beam_search import BeamSearchResult, CausalLMScorer, constrained_beam_search, pmi_scorer
@@ -38,7 +39,7 @@ class Retrieval:
     ranking: torch.Tensor  # [R] gallery indices (duplicates of a sequence adjacent)
     scores: torch.Tensor  # [R] the score each index was ranked by (re-ranked head: log p(X|Y))
     search: BeamSearchResult | None = None
-    reranked: int = 0  # how many leading candidates were re-ranked by the reverse score
+    reranked: int = 0  # how many leading candidates (distinct sequences) were re-ranked by log p(X|Y)
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
 
@@ -107,22 +108,34 @@ class TIGeR:
 
     # -- 3. retrieval = search + reverse re-ranking -----------------------------------------------
     def retrieve(self, prompt: str, num_beams: int = 100, eta: float = 1.0, rerank: int = 10, early_stop: bool = True) -> Retrieval:
-        """Forward beam search, then the best ``rerank`` candidate images (0: none) re-ranked by
-        log p(X|Y). Returns every image the beams reached, best first."""
+        """Forward beam search, then the best ``rerank`` candidates (distinct token sequences;
+        0: none) re-ranked by log p(X|Y). Returns every image the beams reached, best first;
+        images sharing a sequence move together."""
         t0 = time.perf_counter()
         res = self.search(prompt, num_beams=num_beams, eta=eta, early_stop=early_stop)
         t1 = time.perf_counter()
-        ranking = res.ranked_items()
-        scores = torch.repeat_interleave(res.scores.cpu(), torch.tensor([len(i) for i in res.item_ids], dtype=torch.long)) if res.item_ids else torch.zeros(0)
-        k = min(int(rerank), len(ranking))
+        groups, group_scores = list(res.item_ids), res.scores.cpu()
+        k = min(int(rerank), len(groups))
         if k > 0:
-            head = ranking[:k]
-            rev = self.lmm.logp_text_given_image(self.codes[head], [prompt] * k)
-            order = torch.argsort(rev, descending=True, stable=True)
-            ranking = torch.cat([head[order], ranking[k:]])
-            scores = torch.cat([rev[order], scores[k:]])
+            rev = self.lmm.logp_text_given_image(self.codes[torch.stack([g[0] for g in groups[:k]])], [prompt] * k)
+            order = torch.argsort(rev, descending=True, stable=True).tolist()
+            groups = [groups[i] for i in order] + groups[k:]
+            group_scores = torch.cat([rev[order], group_scores[k:]])
+        ranking = torch.cat(groups) if groups else torch.zeros(0, dtype=torch.long)
+        scores = torch.repeat_interleave(group_scores, torch.tensor([len(g) for g in groups], dtype=torch.long)) if groups else torch.zeros(0)
         t2 = time.perf_counter()
         return Retrieval(prompt, ranking, scores, res, k, t2 - t0, {"search": t1 - t0, "rerank": t2 - t1})
+
+
+    def top_k(self, prompts: list[str], k: int = 5, num_beams: int = 100, eta: float = 1.0, rerank: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`retrieve` per prompt, as ``DenseRetriever.search`` returns it: top-k indices and
+        scores [Q, k] (fewer than k found: index -1, score -inf)."""
+        idx, val = np.full((len(prompts), k), -1), np.full((len(prompts), k), -np.inf, dtype=np.float32)
+        for i, p in enumerate(_check_prompts(prompts)):
+            r = self.retrieve(p, num_beams=num_beams, eta=eta, rerank=rerank)
+            n = min(k, len(r.ranking))
+            idx[i, :n], val[i, :n] = r.ranking[:n].numpy(), r.scores[:n].numpy()
+        return idx, val
 
 
 def _check_prompts(prompts) -> list[str]:
