@@ -61,10 +61,10 @@ def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 
     dense = DenseRetriever(dual_encoder, gallery.images)
     out: dict = {"gallery": len(gallery), "duplicate_sequences": tiger.num_duplicates, "n_queries": {}, "num_beams": num_beams,
                  "rerank": rerank, "eta": eta, "null_scores_seconds": round(null_s, 2)}
-    forwards = {}
+    forwards, queries = {}, {}
     for kind in KINDS:
         q = world.queries.subset(kind)
-        q = q.subset(np.arange(min(n_queries, len(q))))
+        q = queries[kind] = q.subset(np.arange(min(n_queries, len(q))))
         prompts, hits = list(q.texts), q.hits
         out["n_queries"][kind] = len(prompts)
         fwd, fwd_s = _timed(lambda: torch.stack([tiger.forward_scores([p])[0] for p in tqdm(prompts, desc=f"{kind}: log p(Y|X)", leave=False)]))
@@ -99,9 +99,7 @@ def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 
     out["beam_sweep"] = []
     for b in beam_counts:
         row = {"num_beams": b}
-        for kind in KINDS:
-            q = world.queries.subset(kind)
-            q = q.subset(np.arange(min(n_queries, len(q))))
+        for kind, q in queries.items():
             plain, reranked, s, _ = fbs_rankings(tiger, list(q.texts), b, eta, rerank, desc=f"{kind}: {b} beams")
             row[kind] = {"fbs_r1": recall_of_rankings(plain, q.hits, (1,))[1], "fbs_rerank_r1": recall_of_rankings(reranked, q.hits, (1,))[1], "seconds_per_query": round(s, 4)}
         out["beam_sweep"].append(row)
