@@ -119,7 +119,7 @@ def test_zoo_build_and_reload(home, tiny_world):
     assert rec["built"] and rec["role"] == "lmm"
     for key in ("forward_clip_t", "shuffled_clip_t", "reverse_top1", "proxy_forward_r1", "proxy_pmi_r1", "proxy_reverse_r1"):
         assert key in rec["metrics"]
-    for key in ("reverse_top1", "proxy_forward_r1", "proxy_pmi_r1", "proxy_reverse_r1"):
+    for key in ("reverse_top1", "proxy_forward_r1", "proxy_pmi_r1", "proxy_reverse_r1", "entity_reverse_r1"):
         assert 0.0 <= rec["metrics"][key] <= 1.0
     assert (model_dir(settings, "lmm") / "tokenizer.json").exists()
     # a reload rebuilds the same model and tokenizer from the checkpoint
@@ -140,3 +140,26 @@ def test_create_needs_a_tokenizer():
         UnifiedLMM.create(TINY_LMM)
     enc = DualEncoder.create(TINY_DUAL_ENCODER)  # the evaluator the zoo passes in deps
     assert enc.encode_text(["a red circle"]).shape[0] == 1
+
+
+def test_entity_share_sets_the_batch_mix():
+    import numpy as np
+
+    from tigerlib.models.lmm import _sample_batch
+
+    rng = np.random.default_rng(0)
+    entities, scenes = np.arange(0, 10), np.arange(10, 1000)
+    idx = np.concatenate([_sample_batch(rng, [entities, scenes], 64, 0.4) for _ in range(100)])
+    assert abs(np.isin(idx, entities).mean() - 0.4) < 0.03
+    assert not np.isin(_sample_batch(rng, [entities, scenes], 64, 0.0), entities).any()
+    assert np.isin(_sample_batch(rng, [entities, scenes], 64, 1.0), entities).all()
+    # a split without entity photos (or without scenes) still fills the batch from the other pool
+    assert np.isin(_sample_batch(rng, [entities[:0], scenes], 64, 0.4), scenes).all()
+    assert np.isin(_sample_batch(rng, [entities, scenes[:0]], 64, 0.4), entities).all()
+
+
+def test_entity_share_is_checked(tiny_world, vq):
+    import dataclasses
+
+    with pytest.raises(TigerError, match="entity_share"):
+        train_lmm(tiny_world, dataclasses.replace(TINY_LMM, entity_share=1.5), seed=0, deps={"visual_tokenizer": vq})

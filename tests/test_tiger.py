@@ -69,6 +69,12 @@ def test_reverse_reranking(tiger, lmm, gallery_codes):
     assert set(r.ranking[:5].tolist()) == set(r.search.ranked_items()[:5].tolist())  # same candidates, new order
     plain = tiger.retrieve(PROMPTS[0], num_beams=8, rerank=0)
     assert torch.equal(plain.ranking, r.search.ranked_items())
+    every = tiger.retrieve(PROMPTS[0], num_beams=8)  # default: every candidate the beams reached
+    assert every.reranked == 8
+    rev = lmm.logp_text_given_image(gallery_codes[every.ranking], [PROMPTS[0]] * 8)
+    assert torch.allclose(every.scores, rev, atol=1e-4) and (rev[:-1] >= rev[1:]).all()
+    with pytest.raises(TigerError, match="rerank"):
+        tiger.retrieve(PROMPTS[0], num_beams=8, rerank=-1)
 
 
 def test_duplicates_are_returned_together(lmm, gallery_codes):

@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     et = ev.add_parser("tiger", help="TIGeR on the mini world: proxy study, beam search, re-ranking, dense baseline")
     et.add_argument("--n-queries", type=int, default=50, help="queries per kind (knowledge, common)")
     et.add_argument("--beams", type=int, default=100)
-    et.add_argument("--rerank", type=int, default=10, help="candidates re-ranked by log p(X|Y) (0: none)")
+    et.add_argument("--rerank", type=int, default=None, help="candidates re-ranked by log p(X|Y) (default: all the beams reached; 0: none)")
     et.add_argument("--eta", type=float, default=1.0, help="PMI weight of the null prompt")
     et.add_argument("--json", action="store_true")
     et.set_defaults(func=cmd_eval_tiger)

@@ -62,7 +62,7 @@ def run_demo(settings: Settings) -> dict:
     print("\nTIGeR (beam search over visual tokens + reverse re-ranking) and generation:")
     images, titles = [], []
     for row, i in enumerate(picks):
-        answer = tiger.retrieve(prompts[row], num_beams=100, rerank=10)
+        answer = tiger.retrieve(prompts[row], num_beams=100)
         top = int(answer.ranking[0])
         hit = "hit" if top in set(q.hits[i].tolist()) else "no exact match in the gallery" if len(q.hits[i]) == 0 else "miss"
         print(f"  [{q.kind[i]}] {prompts[row]!r} -> TIGeR top-1 #{top} ({hit}, {answer.seconds:.1f}s)")

@@ -128,7 +128,7 @@ class CausalLMScorer(Scorer):
     @torch.no_grad()
     def start(self, num_beams: int) -> torch.Tensor:
         out = self.model(input_ids=self.prompt, use_cache=True, logits_to_keep=1)
-        self.cache = out.past_key_values
+        self.cache = out.cache
         return F.log_softmax(out.logits[:, -1].float(), dim=-1)
 
     def _reorder(self, beam_origin: torch.Tensor) -> None:
@@ -139,7 +139,7 @@ class CausalLMScorer(Scorer):
     @torch.no_grad()
     def step(self, last_tokens: torch.Tensor, beam_origin: torch.Tensor) -> torch.Tensor:
         self._reorder(beam_origin)
-        out = self.model(input_ids=last_tokens.to(self.device)[:, None], past_key_values=self.cache, use_cache=True)
+        out = self.model(input_ids=last_tokens.to(self.device)[:, None], cache=self.cache, use_cache=True)
         return F.log_softmax(out.logits[:, -1].float(), dim=-1)
 
     @torch.no_grad()
@@ -153,7 +153,7 @@ class CausalLMScorer(Scorer):
         chunk = max(1, self.max_logits_bytes // max(1, 4 * len(inputs) * vocab))
         parts = []
         for col in range(0, inputs.shape[1], chunk):
-            out = self.model(input_ids=inputs[:, col:col + chunk], past_key_values=self.cache, use_cache=True)
+            out = self.model(input_ids=inputs[:, col:col + chunk], cache=self.cache, use_cache=True)
             logprobs = F.log_softmax(out.logits.float(), dim=-1)
             parts.append(logprobs.gather(2, targets[:, col:col + chunk, None]).squeeze(2))
         return torch.cat(parts, 1).masked_fill(continuation < 0, 0.0)

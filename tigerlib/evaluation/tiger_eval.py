@@ -36,7 +36,7 @@ def _timed(fn):
     return out, time.perf_counter() - t0
 
 
-def fbs_rankings(tiger: TIGeR, prompts: list[str], num_beams: int, eta: float, rerank: int, desc: str = "beam search"):
+def fbs_rankings(tiger: TIGeR, prompts: list[str], num_beams: int, eta: float, rerank: int | None, desc: str = "beam search"):
     """Rankings without and with re-ranking (one search serves both), and seconds per query of
     the search and of the re-ranking."""
     plain, reranked, search_s, rerank_s = [], [], 0.0, 0.0
@@ -50,17 +50,17 @@ def fbs_rankings(tiger: TIGeR, prompts: list[str], num_beams: int, eta: float, r
     return plain, reranked, search_s / n, rerank_s / n
 
 
-def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 50, num_beams: int = 100, rerank: int = 10,
+def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 50, num_beams: int = 100, rerank: int | None = None,
                    eta: float = 1.0, etas=(0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5), beam_counts=(10, 30, 100, 300)) -> dict:
     """The numbers behind notebook 03 (``n_queries`` per kind, the first ones of each kind)."""
-    if n_queries < 1 or num_beams < 1 or rerank < 0 or min(beam_counts, default=1) < 1:
+    if n_queries < 1 or num_beams < 1 or (rerank is not None and rerank < 0) or min(beam_counts, default=1) < 1:
         raise TigerError(f"need n_queries >= 1, beams >= 1 and rerank >= 0; got n_queries={n_queries}, beams={num_beams}, rerank={rerank}, beam_counts={list(beam_counts)}")
     gallery = world.gallery
     tiger = TIGeR.from_images(lmm, visual_tokenizer, gallery.images)
     (null, null_s) = _timed(tiger.null_scores)
     dense = DenseRetriever(dual_encoder, gallery.images)
     out: dict = {"gallery": len(gallery), "duplicate_sequences": tiger.num_duplicates, "n_queries": {}, "num_beams": num_beams,
-                 "rerank": rerank, "eta": eta, "null_scores_seconds": round(null_s, 2)}
+                 "rerank": "all" if rerank is None else rerank, "eta": eta, "null_scores_seconds": round(null_s, 2)}
     forwards, queries = {}, {}
     for kind in KINDS:
         q = world.queries.subset(kind)

@@ -107,15 +107,15 @@ class TIGeR:
         return constrained_beam_search(scorer, self.trie, num_beams, early_stop_unique=early_stop)
 
     # -- 3. retrieval = search + reverse re-ranking -----------------------------------------------
-    def retrieve(self, prompt: str, num_beams: int = 100, eta: float = 1.0, rerank: int = 10, early_stop: bool = True) -> Retrieval:
+    def retrieve(self, prompt: str, num_beams: int = 100, eta: float = 1.0, rerank: int | None = None, early_stop: bool = True) -> Retrieval:
         """Forward beam search, then the best ``rerank`` candidates (distinct token sequences;
-        0: none) re-ranked by log p(X|Y). Returns every image the beams reached, best first;
-        images sharing a sequence move together."""
+        None: all the beams reached, as in the paper; 0: none) re-ranked by log p(X|Y). Returns
+        every image the beams reached, best first; images sharing a sequence move together."""
         t0 = time.perf_counter()
         res = self.search(prompt, num_beams=num_beams, eta=eta, early_stop=early_stop)
         t1 = time.perf_counter()
         groups, group_scores = list(res.item_ids), res.scores.cpu()
-        k = min(int(rerank), len(groups))
+        k = len(groups) if rerank is None else min(_check_rerank(rerank), len(groups))
         if k > 0:
             rev = self.lmm.logp_text_given_image(self.codes[torch.stack([g[0] for g in groups[:k]])], [prompt] * k)
             order = torch.argsort(rev, descending=True, stable=True).tolist()
@@ -126,8 +126,7 @@ class TIGeR:
         t2 = time.perf_counter()
         return Retrieval(prompt, ranking, scores, res, k, t2 - t0, {"search": t1 - t0, "rerank": t2 - t1})
 
-
-    def top_k(self, prompts: list[str], k: int = 5, num_beams: int = 100, eta: float = 1.0, rerank: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def top_k(self, prompts: list[str], k: int = 5, num_beams: int = 100, eta: float = 1.0, rerank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`retrieve` per prompt, as ``DenseRetriever.search`` returns it: top-k indices and
         scores [Q, k] (fewer than k found: index -1, score -inf)."""
         idx, val = np.full((len(prompts), k), -1), np.full((len(prompts), k), -np.inf, dtype=np.float32)
@@ -136,6 +135,12 @@ class TIGeR:
             n = min(k, len(r.ranking))
             idx[i, :n], val[i, :n] = r.ranking[:n].numpy(), r.scores[:n].numpy()
         return idx, val
+
+
+def _check_rerank(rerank) -> int:
+    if int(rerank) < 0:
+        raise TigerError(f"rerank={rerank}: pass how many candidates to re-rank (0: none, None: all)")
+    return int(rerank)
 
 
 def _check_prompts(prompts) -> list[str]:

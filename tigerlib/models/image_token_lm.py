@@ -122,7 +122,7 @@ class ImageTokenLM:
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         allowed = allowed.to(self.device)
         out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), position_ids=pos.to(self.device), use_cache=True, logits_to_keep=1)
-        cache, nxt = out.past_key_values, pos[:, -1:] + 1
+        cache, nxt = out.cache, pos[:, -1:] + 1
         chosen = []
         for t in range(steps):
             tok = allowed[pick(out.logits[:, -1, allowed].float())]
@@ -130,7 +130,7 @@ class ImageTokenLM:
             if t + 1 == steps:
                 break
             mask = torch.cat([mask, torch.ones(len(mask), 1, dtype=torch.long)], 1)
-            out = self.model(input_ids=tok[:, None], attention_mask=mask.to(self.device), position_ids=nxt.to(self.device), past_key_values=cache, use_cache=True)
+            out = self.model(input_ids=tok[:, None], attention_mask=mask.to(self.device), position_ids=nxt.to(self.device), cache=cache, use_cache=True)
             nxt = nxt + 1
         return torch.stack(chosen, 1)
 

@@ -38,17 +38,17 @@ class JanusImageGeneration(torch.nn.Module):
         self.config = janus.config
         self.codebook_size = int(janus.config.vq_config.num_embeddings)
 
-    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None, logits_to_keep: int = 0, **kwargs):
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=None, logits_to_keep: int = 0, **kwargs):
         k = self.codebook_size
         is_text = input_ids >= k
         text = self.janus.model.language_model.get_input_embeddings()((input_ids - k).clamp(min=0))
         image = self.janus.prepare_embeddings_for_image_generation(input_ids.clamp(max=k - 1))
         embeds = torch.where(is_text[..., None], text, image.to(text.dtype))
-        out = self.janus.model.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values, use_cache=use_cache)
+        out = self.janus.model.language_model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, cache=cache, use_cache=use_cache)
         hidden = out.last_hidden_state
         if logits_to_keep:
             hidden = hidden[:, -logits_to_keep:]
-        return SimpleNamespace(logits=self.janus.model.generation_head(hidden), past_key_values=out.past_key_values)
+        return SimpleNamespace(logits=self.janus.model.generation_head(hidden), cache=out.cache)
 
 
 class JanusLMM(ImageTokenLM):

@@ -56,6 +56,7 @@ class LMMConfig:
     warmup: int = 100
     i2t_share: float = 0.6  # share of image -> text sequences in a batch
     null_share: float = 0.1  # share of text -> image sequences with the null prompt
+    entity_share: float = 0.4  # share of entity photos in a batch (uniform over the train split: ~0.09): memorizing entities needs repeats
     grad_clip: float = 1.0
     bf16: bool = True  # bf16 autocast while training where the hardware has it (CUDA, CPUs with AVX512-BF16/AMX)
 
@@ -177,11 +178,11 @@ class UnifiedLMM(ImageTokenLM):
             for lo in range(0, len(prefix), per):
                 pre = prefix[lo : lo + per].to(self.device)
                 first = self.model(input_ids=pre, use_cache=True)
-                cache = first.past_key_values
+                cache = first.cache
                 cache.batch_repeat_interleave(k)
                 inp = c_ids.repeat(len(pre), 1).to(self.device)
                 mask = torch.cat([torch.ones(len(inp), pre.shape[1], dtype=torch.long), c_real.repeat(len(pre), 1).long()], 1)
-                rest = self.model(input_ids=inp, attention_mask=mask.to(self.device), past_key_values=cache).logits
+                rest = self.model(input_ids=inp, attention_mask=mask.to(self.device), cache=cache).logits
                 logits = torch.cat([first.logits[:, -1:].repeat_interleave(k, 0), rest[:, :-1]], 1).float()
                 logp = F.log_softmax(logits, -1).gather(2, inp[:, :, None]).squeeze(2).cpu()
                 out[lo : lo + len(pre), t0 : t0 + k] = (logp * c_real.repeat(len(pre), 1)).sum(1).view(len(pre), k)
@@ -218,6 +219,29 @@ def _training_sequence(lmm: UnifiedLMM, codes: list[int], text: list[int], to_te
     return prefix + img + [EOI], len(prefix)
 
 
+def _entity_naming(lmm: UnifiedLMM, world, vq) -> dict:
+    """R@1 of the knowledge queries by log p(X|Y) over the gallery's entity images."""
+    ent = np.flatnonzero(np.asarray(world.gallery.attributes.get("entity", [])) >= 0)
+    q = world.queries.subset("knowledge")
+    if not len(ent) or not len(q):
+        return {}
+    rev = lmm.logp_text_given_image_matrix(vq.encode(world.gallery.load(ent)), list(q.texts))  # [entity image, query]
+    picked = ent[rev.argmax(0).numpy()]
+    return {"entity_reverse_r1": round(float(np.mean([p in set(h.tolist()) for p, h in zip(picked, q.hits)])), 4), "n_entities": len(ent)}
+
+
+def _sample_batch(rng: np.random.Generator, pools: list[np.ndarray], n: int, entity_share: float) -> np.ndarray:
+    """``n`` train indices: each an entity photo with probability ``entity_share`` (from
+    ``pools[0]``), else a common scene (``pools[1]``); an empty pool gives way to the other."""
+    entities, scenes = pools
+    share = entity_share if len(entities) and len(scenes) else float(len(entities) > 0)
+    pick_entity = rng.random(n) < share
+    out = np.empty(n, np.int64)
+    out[pick_entity] = entities[rng.integers(len(entities), size=int(pick_entity.sum()))] if pick_entity.any() else []
+    out[~pick_entity] = scenes[rng.integers(len(scenes), size=int((~pick_entity).sum()))] if (~pick_entity).any() else []
+    return out
+
+
 def _fast_bf16(device) -> bool:
     """bf16 autocast pays off on CUDA and on CPUs with native bf16 (elsewhere it is emulated, slow)."""
     if torch.device(device).type == "cuda":
@@ -252,9 +276,14 @@ def train_lmm(world, config: LMMConfig, seed: int, device="cpu", deps: dict | No
     sched = warmup_cosine(opt, config.warmup, config.steps)
     use_bf16 = config.bf16 and _fast_bf16(device)
     rng = np.random.default_rng(seed)
+    ent = world.train.attributes.get("entity")  # data without ground truth: no entity pool
+    is_entity = np.asarray(ent) >= 0 if ent is not None else np.zeros(len(all_codes), bool)
+    pools = [np.flatnonzero(is_entity), np.flatnonzero(~is_entity)]
+    if not (0.0 <= config.entity_share <= 1.0):
+        raise TigerError(f"LMMConfig.entity_share={config.entity_share}: use a share in [0, 1]")
     losses = {"t2i": [], "i2t": []}
     for step in (bar := tqdm(range(config.steps), desc="lmm", leave=False)):
-        idx = rng.integers(len(all_codes), size=config.batch_size)
+        idx = _sample_batch(rng, pools, config.batch_size, config.entity_share)
         to_text = rng.random(config.batch_size) < config.i2t_share
         null = rng.random(config.batch_size) < config.null_share
         seqs, starts = [], []
@@ -298,7 +327,7 @@ def train_lmm(world, config: LMMConfig, seed: int, device="cpu", deps: dict | No
     }
 
 
-def evaluate_lmm(lmm: UnifiedLMM, world, deps: dict, n: int = 200, n_candidates: int = 100, n_proxy: int | None = None, seed: int = 0) -> dict:
+def evaluate_lmm(lmm: UnifiedLMM, world, deps: dict, n: int = 200, n_candidates: int = 100, n_proxy: int | None = 100, seed: int = 0) -> dict:
     """Quality on the first ``n`` held-out val scenes (first caption each).
 
     - forward: CLIP-T (dual-encoder cosine) of images decoded from sampled tokens (top-p 0.5),
@@ -308,7 +337,9 @@ def evaluate_lmm(lmm: UnifiedLMM, world, deps: dict, n: int = 200, n_candidates:
     - proxies (TIGeR's proxy study, caption -> image R@1 over the ``n`` images): raw
       log p(Y|X), PMI log p(Y|X) - log p(Y|null), and reverse log p(X|Y). The forward ones
       cost n_proxy^2 full sequences (most of the evaluation time): ``n_proxy`` (default ``n``)
-      lowers that."""
+      lowers that.
+    - knowledge: each knowledge query's log p(X|Y) ranks its entity's gallery image first among
+      all entity images (the gallery's canonical images; training saw only jittered photos)."""
     enc, vq = deps["dual_encoder"], deps["visual_tokenizer"]
     n = min(n, len(world.val))
     texts = [caps[0] for caps in world.val.captions[:n]]
@@ -332,6 +363,7 @@ def evaluate_lmm(lmm: UnifiedLMM, world, deps: dict, n: int = 200, n_candidates:
     own = torch.arange(m)
     r1 = lambda s: round(float((s.argmax(1) == own).float().mean()), 4)  # noqa: E731
     return {
+        **_entity_naming(lmm, world, vq),
         "forward_clip_t": round(matched, 4),
         "shuffled_clip_t": round(shuffled, 4),
         "clip_t_gap": round(matched - shuffled, 4),
