@@ -14,7 +14,7 @@ def recall_at_k(scores, hits: list[np.ndarray], ks=(1, 5, 10)) -> dict[int, floa
     if scores.ndim != 2 or scores.shape[0] != len(hits):
         raise ValueError(f"scores must be [queries, gallery] with one hit list per query; got {tuple(scores.shape)} and {len(hits)}")
     kmax = min(max(ks), scores.shape[1])
-    top = scores.topk(kmax, dim=1).indices.numpy()
+    top = scores.topk(kmax, dim=1).indices.cpu().numpy()
     out = {}
     for k in ks:
         found = [np.isin(top[q, :k], h).any() if len(h) else False for q, h in enumerate(hits)]

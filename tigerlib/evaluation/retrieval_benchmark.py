@@ -56,7 +56,7 @@ def scaling_gallery(world, visual_tokenizer, dual_encoder, n: int, cache_dir: Pa
     for i, lo in enumerate(tqdm(range(0, n, CHUNK), desc="scaling gallery", leave=False)):
         images = world.generator.sample(CHUNK, seed=10_000 + i).images[: n - lo]
         codes.append(visual_tokenizer.encode(images).to(torch.int16))
-        emb.append(dual_encoder.encode_images(images).to(torch.float16))
+        emb.append(dual_encoder.encode_images(images).to(torch.float16).cpu())
     codes, emb = torch.cat(codes), torch.cat(emb)
     save_npz(path, {"codes": codes.numpy(), "embeddings": emb.numpy()})
     return codes.long(), emb.float()
@@ -84,12 +84,12 @@ def run_retrieval_benchmark(lmm, visual_tokenizer, dual_encoder, world, cache_di
             steps.append(res.stopped_early_at or len(res.beams_per_step))
         results.append({"n": n, "method": "generative", "ms_per_query": round(1000 * float(np.mean(times)), 2),
                         "trie_build_seconds": round(build_s, 2), "trie_nodes": tiger.trie.num_nodes, "search_steps": float(np.mean(steps))})
-        emb = emb_all[:n].contiguous()
+        emb = emb_all[:n].to(dual_encoder.device).contiguous()
         times = []
         for p in [prompts[0]] + prompts:  # the first is a warm-up
             t0 = time.perf_counter()
             q = dual_encoder.encode_text([p])
-            (q @ emb.T).topk(min(k, n), dim=1)
+            (q @ emb.T).topk(min(k, n), dim=1).indices.cpu()  # the answer on the host (on CUDA: waits for it)
             times.append(time.perf_counter() - t0)
         results.append({"n": n, "method": "dense", "ms_per_query": round(1000 * float(np.mean(times[1:])), 3)})
         info(f"n={n:,}: generative {results[-2]['ms_per_query']:.1f} ms, dense {results[-1]['ms_per_query']:.2f} ms per query")

@@ -27,4 +27,4 @@ class DenseRetriever:
         """Top-k gallery indices and scores per prompt (k is capped at the gallery size)."""
         s = self.scores(texts)
         top = s.topk(min(k, s.shape[1]), dim=1)
-        return top.indices.numpy(), top.values.numpy()
+        return top.indices.cpu().numpy(), top.values.cpu().numpy()
