@@ -117,7 +117,7 @@ def test_evaluation_json_shape(lmm, vq, tiny_world):
     from tigerlib.evaluation.tiger_eval import evaluate_tiger
     from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
 
-    out = evaluate_tiger(lmm, vq, DualEncoder.create(TINY_DUAL_ENCODER), tiny_world, n_queries=2, num_beams=4, rerank=2, etas=(0.0, 1.0), beam_counts=(2, 1000))
+    out = evaluate_tiger(lmm, vq, DualEncoder.create(TINY_DUAL_ENCODER), tiny_world, n_queries=2, num_beams=4, rerank=2, etas=(0.0, 1.0), beam_counts=(2, 4, 1000))
     json.dumps(out)
     for kind in ("knowledge", "common"):
         r = out[kind]
@@ -126,7 +126,11 @@ def test_evaluation_json_shape(lmm, vq, tiny_world):
             assert set(r[method]) == {"r1", "r5", "r10"} and all(0.0 <= v <= 1.0 for v in r[method].values())
         assert r["seconds_per_query"]["fbs"] > 0
     assert [row["eta"] for row in out["eta_sweep"]] == [0.0, 1.0]
-    assert [row["num_beams"] for row in out["beam_sweep"]] == [2, 1000]
+    assert [row["num_beams"] for row in out["beam_sweep"]] == [2, 4, 1000]
+    for kind in ("knowledge", "common"):  # the sweep's row at num_beams is the main run's search
+        row = out["beam_sweep"][1][kind]
+        assert row == {**{f"fbs_{k}": v for k, v in out[kind]["fbs"].items()}, **{f"fbs_rerank_{k}": v for k, v in out[kind]["fbs_rerank"].items()},
+                       "seconds_per_query": out[kind]["seconds_per_query"]["fbs"]}
 
 
 def test_retrieval_benchmark_json_and_cache(lmm, vq, tiny_world, tmp_path):

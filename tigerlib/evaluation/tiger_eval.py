@@ -24,6 +24,7 @@ from ..methods.tiger import TIGeR, recall_of_rankings
 from .retrieval import recall_at_k
 
 KINDS = ("knowledge", "common")
+KS = (1, 5, 10)  # recall cut-offs of the beam searches and the dense baseline
 
 
 def _r(d: dict[int, float], ks) -> dict[str, float]:
@@ -61,7 +62,7 @@ def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 
     dense = DenseRetriever(dual_encoder, gallery.images)
     out: dict = {"gallery": len(gallery), "duplicate_sequences": tiger.num_duplicates, "n_queries": {}, "num_beams": num_beams,
                  "rerank": "all" if rerank is None else rerank, "eta": eta, "null_scores_seconds": round(null_s, 2)}
-    forwards, queries = {}, {}
+    forwards, queries, searched = {}, {}, {}  # searched[kind]: the main run's beam search, reused by the sweep
     for kind in KINDS:
         q = world.queries.subset(kind)
         q = queries[kind] = q.subset(np.arange(min(n_queries, len(q))))
@@ -75,14 +76,13 @@ def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 
             "pmi": _r(recall_at_k(fwd - eta * null[None], hits, (1, 5)), (1, 5)),
             "reverse": _r(recall_at_k(rev, hits, (1, 5)), (1, 5)),
         }
-        plain, reranked, fbs_s, rerank_s = fbs_rankings(tiger, prompts, num_beams, eta, rerank, desc=f"{kind}: beam search")
+        plain, reranked, fbs_s, rerank_s = searched[kind] = fbs_rankings(tiger, prompts, num_beams, eta, rerank, desc=f"{kind}: beam search")
         dense_scores, dense_s = _timed(lambda: dense.scores(prompts))
-        ks = (1, 5, 10)
         out[kind] = {
             "proxy": proxy,
-            "fbs": _r(recall_of_rankings(plain, hits, ks), ks),
-            "fbs_rerank": _r(recall_of_rankings(reranked, hits, ks), ks),
-            "dense": _r(recall_at_k(dense_scores, hits, ks), ks),
+            "fbs": _r(recall_of_rankings(plain, hits, KS), KS),
+            "fbs_rerank": _r(recall_of_rankings(reranked, hits, KS), KS),
+            "dense": _r(recall_at_k(dense_scores, hits, KS), KS),
             "seconds_per_query": {
                 "proxy_forward": round(fwd_s / len(prompts), 4),
                 "proxy_pmi": round((fwd_s + null_s) / len(prompts), 4),  # the null scores are shared by all queries
@@ -100,8 +100,9 @@ def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 
     for b in beam_counts:
         row = {"num_beams": b}
         for kind, q in queries.items():
-            plain, reranked, s, _ = fbs_rankings(tiger, list(q.texts), b, eta, rerank, desc=f"{kind}: {b} beams")
-            row[kind] = {"fbs_r1": recall_of_rankings(plain, q.hits, (1,))[1], "fbs_rerank_r1": recall_of_rankings(reranked, q.hits, (1,))[1], "seconds_per_query": round(s, 4)}
+            plain, reranked, s, _ = searched[kind] if b == num_beams else fbs_rankings(tiger, list(q.texts), b, eta, rerank, desc=f"{kind}: {b} beams")
+            row[kind] = {**{f"fbs_r{k}": v for k, v in recall_of_rankings(plain, q.hits, KS).items()},
+                         **{f"fbs_rerank_r{k}": v for k, v in recall_of_rankings(reranked, q.hits, KS).items()}, "seconds_per_query": round(s, 4)}
         out["beam_sweep"].append(row)
     return out
 
