@@ -141,6 +141,7 @@ def test_retrieval_benchmark_json_and_cache(lmm, vq, tiny_world, tmp_path):
     out = run_retrieval_benchmark(lmm, vq, enc, tiny_world, tmp_path, sizes=(30, 10), n_queries=2, num_beams=4)
     assert [(r["n"], r["method"]) for r in out["results"]] == [(10, "generative"), (10, "dense"), (30, "generative"), (30, "dense")]
     assert all(r["ms_per_query"] > 0 for r in out["results"])
+    assert all(1 <= r["search_steps"] <= vq.tokens_per_image for r in out["results"][::2])
     cached = list(tmp_path.glob("scaling-*.npz"))
     assert len(cached) == 1
     before = cached[0].stat().st_mtime_ns

@@ -5,8 +5,9 @@ larger one). Every image is tokenized by the visual tokenizer and embedded by th
 once; both are cached on disk (keyed by world, models and size) and reused.
 
 - generative: TIGeR's forward beam search over the trie of the gallery's token sequences (per-step
-  PMI, early stop, completion and rescoring): about one LMM step per visual token per beam,
-  whatever the gallery size.
+  PMI, early stop, completion and rescoring): at most one LMM step per visual token per beam,
+  whatever the gallery size. ``search_steps`` (steps before every path is unique) says where
+  the time goes: a larger gallery keeps paths shared a few tokens longer.
 - dense: one text embedding and an exact top-k by matrix product over all gallery embeddings.
 """
 from __future__ import annotations

@@ -9,7 +9,9 @@ image tokens); all sequences go into one :class:`TensorTrie`. Retrieval is then 
    the prompt: they are computed once per gallery and cached.
 2. **Forward beam search** over the trie with per-step PMI: every beam is a gallery image; the
    search stops once every beam's trie path is unique, completes the beams along the trie and
-   rescores them (:func:`constrained_beam_search`). Its cost does not grow with the gallery.
+   rescores them (:func:`constrained_beam_search`). Its cost is bounded by L steps of
+   ``num_beams`` rows whatever the gallery size; a larger gallery only needs a few more steps
+   before the paths are unique.
 3. **Reverse re-ranking** of the best beams by ``log p(X|Y)``.
 
 Shapes: a gallery of N images with L tokens each; prompts are lists of Q strings; full-ranking
