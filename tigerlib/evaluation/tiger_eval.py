@@ -31,6 +31,11 @@ def _r(d: dict[int, float], ks) -> dict[str, float]:
     return {f"r{k}": d[k] for k in ks}
 
 
+def _fbs_recalls(plain, reranked, hits) -> dict[str, dict[str, float]]:
+    """R@1/5/10 of one beam search's rankings, without and with re-ranking."""
+    return {"fbs": _r(recall_of_rankings(plain, hits, KS), KS), "fbs_rerank": _r(recall_of_rankings(reranked, hits, KS), KS)}
+
+
 def _timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -80,8 +85,7 @@ def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 
         dense_scores, dense_s = _timed(lambda: dense.scores(prompts))
         out[kind] = {
             "proxy": proxy,
-            "fbs": _r(recall_of_rankings(plain, hits, KS), KS),
-            "fbs_rerank": _r(recall_of_rankings(reranked, hits, KS), KS),
+            **_fbs_recalls(plain, reranked, hits),
             "dense": _r(recall_at_k(dense_scores, hits, KS), KS),
             "seconds_per_query": {
                 "proxy_forward": round(fwd_s / len(prompts), 4),
@@ -101,8 +105,8 @@ def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 
         row = {"num_beams": b}
         for kind, q in queries.items():
             plain, reranked, s, _ = searched[kind] if b == num_beams else fbs_rankings(tiger, list(q.texts), b, eta, rerank, desc=f"{kind}: {b} beams")
-            row[kind] = {**{f"fbs_r{k}": v for k, v in recall_of_rankings(plain, q.hits, KS).items()},
-                         **{f"fbs_rerank_r{k}": v for k, v in recall_of_rankings(reranked, q.hits, KS).items()}, "seconds_per_query": round(s, 4)}
+            recalls = _fbs_recalls(plain, reranked, q.hits)
+            row[kind] = {**{f"{m}_{r}": v for m, d in recalls.items() for r, v in d.items()}, "seconds_per_query": round(s, 4)}
         out["beam_sweep"].append(row)
     return out
 
