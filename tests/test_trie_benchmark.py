@@ -39,3 +39,17 @@ def test_reference_skipped_with_reason_when_over_limits():
 
     out = run_trie_benchmark(**TINY, reference_limit_seconds=0.0)
     assert all("reference_limit_seconds" in r["status"] for r in out["results"] if r["impl"] == "reference")
+
+
+def test_text_table_prints_not_run_rows(monkeypatch, home, capsys):
+    """`tiger bench trie` without --json: a "not run" row shows its reason instead of crashing on None."""
+    from tigerlib import cli
+    from tigerlib.decoding import trie_benchmark
+
+    out = run_trie_benchmark(**{**TINY, "sizes": (200,)}, reference_limit_bytes=1)
+    monkeypatch.setattr(trie_benchmark, "run_trie_benchmark", lambda **kwargs: out)
+    assert cli.main(["bench", "trie", "--sizes", "200"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert "tensor" in lines[0] and " ok " in lines[0] and "B/node" in lines[0]
+    assert "reference" in lines[1] and "not run: estimated" in lines[1] and "build" not in lines[1].split("not run")[0]

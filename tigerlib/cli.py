@@ -57,14 +57,10 @@ def cmd_bench_world(args, s) -> None:
 
 
 def cmd_bench_trie(args, s) -> None:
-    from .decoding.trie_benchmark import run_trie_benchmark
+    from .decoding.trie_benchmark import format_results, run_trie_benchmark
 
     result = run_trie_benchmark(sizes=tuple(args.sizes), beams=args.beams, seed=s.seed)
-    if args.json:
-        _print_json(result)
-    else:
-        for r in result["results"]:
-            print(f"n={r['n']:>9,} {r['impl']:<9} {r['status']:<10} build {r['build_seconds']:.2f}s  {r['bytes_per_node']:.1f} B/node  step {r['step_ms']:.3f} ms")
+    _print_json(result) if args.json else print("\n".join(format_results(result)))
 
 
 def _tiger_models(s):

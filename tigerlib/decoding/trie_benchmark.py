@@ -207,5 +207,18 @@ def _run(sizes: Sequence[int], seq_len: int, vocab: int, beams: int, seed: int, 
     return {"results": results, **extra, "step_ms_by_depth": step_by_depth, "config": config}
 
 
+def format_results(result: dict) -> list[str]:
+    """One human-readable line per result row; rows that did not run show their status instead of numbers."""
+    lines = []
+    for r in result["results"]:
+        head = f"n={r['n']:>9,} {r['impl']:<9}"
+        if r["status"] == "ok":
+            lines.append(f"{head} ok         build {r['build_seconds']:.2f}s  {r['bytes_per_node']:.1f} B/node  "
+                         f"step {r['step_ms']:.3f} ms")
+        else:
+            lines.append(f"{head} {r['status']}")
+    return lines
+
+
 if __name__ == "__main__":
     print(json.dumps(run_trie_benchmark(), indent=1))
