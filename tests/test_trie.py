@@ -208,6 +208,37 @@ def test_save_load_roundtrip(tmp_path):
         TensorTrie.load(tmp_path / "other.safetensors")
 
 
+def test_load_rejects_altered_or_damaged_file(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    trie = TensorTrie.build([[1, 2, 3], [1, 2, 4], [5, 0, 0]], 6)
+    path = trie.save(tmp_path / "t.safetensors")
+    good = path.read_bytes()
+
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))  # one flipped byte in the array data
+    with pytest.raises(TigerError, match=r"sha256.*rebuild it with TensorTrie.build"):
+        TensorTrie.load(path)
+
+    path.write_bytes(good)
+    with safe_open(str(path), framework="pt") as f:  # one array changed, metadata kept
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors["tokens"] = tensors["tokens"].flip(0).contiguous()
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(TigerError, match="sha256"):
+        TensorTrie.load(path)
+
+    path.write_bytes(good[: len(good) // 2])  # truncated
+    with pytest.raises(TigerError, match="damaged.*rebuild"):
+        TensorTrie.load(path)
+
+    del meta["sha256"]  # saved before checksums existed: still loads
+    tensors["tokens"] = trie.tokens
+    save_file(tensors, str(path), metadata=meta)
+    assert torch.equal(TensorTrie.load(path).tokens, trie.tokens)
+
+
 def test_memory_layout_and_bytes_per_node():
     rng = np.random.default_rng(3)
     trie = TensorTrie.build(rng.integers(0, 8192, size=(20_000, 32)), 8192)

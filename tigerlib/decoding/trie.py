@@ -23,14 +23,16 @@ random 32-token identifiers (the dict trie needs about 250).
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..config import info
@@ -41,6 +43,16 @@ FORMAT_VERSION = "1"
 _ARRAYS = ("row_ptr", "tokens", "root_mask", "depth_start", "leaf_nodes", "leaf_ptr", "leaf_items")
 
 TokenRows = torch.Tensor | np.ndarray | Sequence[Sequence[int]]
+
+
+def _checksum(arrays: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """sha256 of the metadata (all but this checksum) and of each array's name, dtype, shape and bytes."""
+    h = hashlib.sha256(json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True).encode())
+    for name in _ARRAYS:
+        a = np.ascontiguousarray(arrays[name].detach().cpu().numpy())
+        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()
 
 
 def _as_padded(sequences: TokenRows) -> tuple[np.ndarray, np.ndarray]:
@@ -477,6 +489,7 @@ class TensorTrie:
                 "end_token": "" if self.end_token is None else str(self.end_token),
                 "max_degree": str(self.max_degree), "num_collisions": str(self.num_collisions),
                 "num_nodes": str(self.num_nodes), "num_items": str(self.num_items)}
+        meta["sha256"] = _checksum(tensors, meta)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         try:
             save_file(tensors, str(tmp), metadata=meta)
@@ -487,18 +500,28 @@ class TensorTrie:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "TensorTrie":
-        """Read a trie written by :meth:`save`."""
+        """Read a trie written by :meth:`save`, checking its sha256 (files saved before the
+        checksum existed load with a note)."""
         path = Path(path)
+        rebuild = "rebuild it with TensorTrie.build(...).save(path)"
         if not path.is_file():
             raise TigerError(f"no trie file at {path}: build one with TensorTrie.build(...).save(path)")
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != FORMAT:
-                raise TigerError(f"{path} is not a TensorTrie file: rebuild it with TensorTrie.build(...).save(path)")
-            if meta.get("version") != FORMAT_VERSION:
-                raise TigerError(f"{path} has trie format version {meta.get('version')}, this library reads "
-                                 f"{FORMAT_VERSION}: rebuild it with TensorTrie.build(...).save(path)")
-            arrays = {name: f.get_tensor(name) for name in _ARRAYS}
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != FORMAT:
+                    raise TigerError(f"{path} is not a TensorTrie file: {rebuild}")
+                if meta.get("version") != FORMAT_VERSION:
+                    raise TigerError(f"{path} has trie format version {meta.get('version')}, this library reads "
+                                     f"{FORMAT_VERSION}: {rebuild}")
+                arrays = {name: f.get_tensor(name) for name in _ARRAYS}
+        except SafetensorError as e:
+            raise TigerError(f"{path} is damaged ({e}): {rebuild}") from e
+        if "sha256" not in meta:
+            info(f"{path} was saved without a checksum; save it again to add one")
+        elif _checksum(arrays, meta) != meta["sha256"]:
+            raise TigerError(f"{path} does not match its recorded sha256 (corrupted or altered): {rebuild}")
+        arrays = {name: a.to(device) for name, a in arrays.items()}
         end = meta.get("end_token", "")
         return cls(**arrays, vocab_size=int(meta["vocab_size"]), end_token=int(end) if end else None,
                    max_degree=int(meta["max_degree"]), num_collisions=int(meta["num_collisions"]))
