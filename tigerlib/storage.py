@@ -12,11 +12,18 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .config import ensure_writable
+from .errors import TigerError
+
+
+class DamagedFileError(TigerError, ValueError):
+    """A file that exists but cannot be read back (truncated, garbage, not what it should be)."""
 
 
 def sha256_file(path: Path) -> str:
@@ -64,8 +71,12 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """All arrays of an .npz; a damaged file raises :class:`DamagedFileError` (a missing one: FileNotFoundError)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, ValueError, zlib.error) as e:
+        raise DamagedFileError(f"{path} is damaged ({type(e).__name__}: {e}): delete it and rebuild it") from e
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ once; both are cached on disk (keyed by world, models and size) and reused.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from pathlib import Path
@@ -48,7 +49,10 @@ def scaling_gallery(world, visual_tokenizer, dual_encoder, n: int, cache_dir: Pa
         try:
             arrays = load_npz(path)
             codes, emb = arrays["codes"][:n], arrays["embeddings"][:n]
-        except (OSError, ValueError, KeyError):  # damaged cache: try the next, else rebuild
+        except (OSError, ValueError, KeyError) as e:  # damaged cache (DamagedFileError is a ValueError): drop it, try the next, else rebuild
+            info(f"ignoring the damaged scaling cache {path} ({e}); deleting it")
+            with contextlib.suppress(OSError):
+                path.unlink()
             continue
         return torch.from_numpy(codes.astype(np.int64)), torch.from_numpy(emb.astype(np.float32))
     path = Path(cache_dir) / f"{prefix}{n}.npz"
