@@ -63,3 +63,27 @@ def lmm(tiny_world, vq):
             if p.ndim >= 2:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.3)
     return model
+
+
+@pytest.fixture
+def empty_model_caches(tmp_path, monkeypatch):
+    """Offline, with every model cache (Hugging Face hub, torch hub, open_clip) an empty folder, so
+    loading a checkpoint by name fails the same on every machine, whatever it has downloaded."""
+    import huggingface_hub.constants as hf
+
+    root = tmp_path / "empty_caches"
+    hub = root / "huggingface" / "hub"
+    env = {"HF_HOME": root / "huggingface", "HF_HUB_CACHE": hub, "HUGGINGFACE_HUB_CACHE": hub,
+           "HF_ASSETS_CACHE": root / "huggingface" / "assets", "HF_XET_CACHE": root / "huggingface" / "xet",
+           "TORCH_HOME": root / "torch", "XDG_CACHE_HOME": root, "HOME": root / "home"}
+    for name, path in env.items():
+        path.mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(name, str(path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads these once at import; its download functions look them up at call time
+    for name in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HF_XET_CACHE"):
+        monkeypatch.setattr(hf, name, str(env[name]), raising=False)
+    monkeypatch.setattr(hf, "default_cache_path", str(hub), raising=False)
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(root)  # a name is never a local folder either
+    return root

@@ -88,6 +88,6 @@ def test_stable_diffusion_pipeline_from_configs(tmp_path):
     assert a.shape == (1, 16, 16, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
 
 
-def test_full_profile_name_offline_fails_fast():
+def test_full_profile_name_offline_fails_fast(empty_model_caches):
     with pytest.raises(TigerError, match="download"):
         StableDiffusion.from_pretrained("stable-diffusion-v1-5/stable-diffusion-v1-5")

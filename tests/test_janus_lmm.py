@@ -85,6 +85,6 @@ def test_tiger_runs_unchanged_on_janus(janus):
     assert len(tiger.retrieve(TEXTS[0], num_beams=3, rerank=2).ranking) == 3
 
 
-def test_full_profile_name_offline_fails_fast():
+def test_full_profile_name_offline_fails_fast(empty_model_caches):
     with pytest.raises(TigerError, match="download"):
         JanusLMM.from_pretrained("deepseek-community/Janus-Pro-1B")

@@ -32,6 +32,6 @@ def test_zoo_imports_it_once_and_loads_it_back(home, tiny_world, one_thread):
     assert (model_dir(settings, "text_llm") / "tokenizer.json").is_file()
 
 
-def test_full_profile_name_offline_fails_fast():
+def test_full_profile_name_offline_fails_fast(empty_model_caches):
     with pytest.raises(TigerError, match="download"):
         TextLLM.from_pretrained("facebook/opt-6.7b")
