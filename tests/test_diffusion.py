@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tigerlib.errors import TigerError
-from tigerlib.models.diffusion import TINY_DIFFUSION, LatentDiffusion, StableDiffusion, evaluate_diffusion, evaluation_prompts, train_diffusion
+from tigerlib.evaluation.zoo_metrics import evaluate_diffusion, evaluation_prompts
+from tigerlib.models.diffusion import TINY_DIFFUSION, LatentDiffusion, StableDiffusion, train_diffusion
 from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
 from tigerlib.models.visual_tokenizer import TINY_VQ, VQTokenizer
 
@@ -58,11 +59,14 @@ def test_bad_prompts_and_embeds(t2i):
 def test_evaluation_prompts_are_distinct_and_metrics_bounded(t2i, tiny_world, deps):
     prompts = evaluation_prompts(tiny_world, n=8)
     assert set(prompts) == {"common", "creative", "knowledge"}
-    for texts in prompts.values():
-        assert 0 < len(texts) <= 8 and len(set(texts)) == len(texts)
-    m = evaluate_diffusion(t2i, tiny_world, deps, n=8)
+    for texts, truth in prompts.values():
+        assert 0 < len(texts) <= 8 and len(set(texts)) == len(texts) and len(truth["shape"]) == len(texts)
+    from tigerlib.models.judge import TINY_JUDGE, AttributeJudge
+
+    m = evaluate_diffusion(t2i, tiny_world, {**deps, "judge": AttributeJudge.create(TINY_JUDGE)}, n=8)
     for kind in ("common", "creative", "knowledge"):
         assert 0.0 <= m[f"{kind}_r1"] <= 1.0
+    assert m["common_judge"]["all"] is not None and m["knowledge_judge"]["entity"] is not None
 
 
 def test_stable_diffusion_pipeline_from_configs(tmp_path):

@@ -5,7 +5,7 @@ import torch
 from tigerlib.config import get_settings
 from tigerlib.errors import TigerError
 from tigerlib.models.text_llm import TextLLM, TextLLMConfig, gguf_folder
-from tigerlib.models.zoo import build_zoo, load_text_llm, model_dir, zoo_status
+from tigerlib.zoo import build_zoo, load_text_llm, model_dir, zoo_status
 
 
 def test_wheel_is_found_without_importing_it():

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tigerlib.errors import TigerError
-from tigerlib.methods.tiger import TIGeR, recall_of_rankings
+from tigerlib.evaluation import recall_at_k
+from tigerlib.methods.tiger import TIGeR
 
 PROMPTS = ["a small red circle on the left, gray background", "", "qwzx blorp flurb"]
 
@@ -35,8 +36,9 @@ def test_proxies_full_ranking(tiger, lmm, gallery_codes):
     assert torch.allclose(rev[1, 3:4], lmm.logp_text_given_image(gallery_codes[3:4], [PROMPTS[1]]), atol=1e-4)
     with pytest.raises(TigerError, match="unknown proxy"):
         tiger.proxy_scores(PROMPTS, "sideways")
-    with pytest.raises(TigerError, match="list of prompts"):
-        tiger.forward_scores("one string")
+    one = tiger.forward_scores(PROMPTS[0])  # one string: one row, [N]
+    assert one.shape == (n,) and torch.allclose(one, fwd[0], atol=1e-4)
+    assert tiger.reverse_scores(PROMPTS[1]).shape == (n,)
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
@@ -66,9 +68,12 @@ def test_reverse_reranking(tiger, lmm, gallery_codes):
     head = r.ranking[:5]
     rev = lmm.logp_text_given_image(gallery_codes[head], [PROMPTS[0]] * 5)
     assert torch.allclose(r.scores[:5], rev, atol=1e-4) and (rev[:-1] >= rev[1:]).all()
+    # one scale: the tail (not re-ranked) is below every re-ranked score; its PMI stays in .pmi
+    assert r.score_name == "reverse" and torch.isneginf(r.scores[5:]).all()
+    assert torch.equal(r.pmi[5:], r.search.scores[5:]) and (r.scores[:-1] >= r.scores[1:]).all()
     assert set(r.ranking[:5].tolist()) == set(r.search.ranked_items()[:5].tolist())  # same candidates, new order
     plain = tiger.retrieve(PROMPTS[0], num_beams=8, rerank=0)
-    assert torch.equal(plain.ranking, r.search.ranked_items())
+    assert torch.equal(plain.ranking, r.search.ranked_items()) and plain.score_name == "pmi"
     every = tiger.retrieve(PROMPTS[0], num_beams=8)  # default: every candidate the beams reached
     assert every.reranked == 8
     rev = lmm.logp_text_given_image(gallery_codes[every.ranking], [PROMPTS[0]] * 8)
@@ -110,15 +115,30 @@ def test_bad_inputs(lmm, gallery_codes):
 def test_recall_of_rankings():
     rankings = [torch.tensor([3, 1, 2]), torch.tensor([0]), torch.tensor([5, 4])]
     hits = [np.array([1]), np.array([9]), np.array([5, 4])]
-    assert recall_of_rankings(rankings, hits, ks=(1, 2)) == {1: round(1 / 3, 4), 2: round(2 / 3, 4)}
+    assert recall_at_k(rankings, hits, ks=(1, 2)) == {1: round(1 / 3, 4), 2: round(2 / 3, 4)}
+
+
+def test_batch_and_single_conventions(tiger):
+    one = tiger.retrieve(PROMPTS[0], num_beams=4, rerank=2)
+    both = tiger.retrieve([PROMPTS[0], PROMPTS[2]], num_beams=4, rerank=2)
+    assert isinstance(both, list) and len(both) == 2 and torch.equal(both[0].indices, one.indices)
+    assert isinstance(tiger.search(PROMPTS[0], num_beams=2), type(tiger.search([PROMPTS[0]], num_beams=2)[0]))
+    idx, scores = tiger.top_k(PROMPTS[0], k=3, num_beams=4)
+    assert idx.shape == scores.shape == (3,)
+    assert len(tiger.retrieve(PROMPTS[0], k=2, num_beams=4).indices) == 2
+    with pytest.raises(TigerError, match="at least one"):
+        tiger.retrieve(PROMPTS[0], k=0)
 
 
 def test_evaluation_json_shape(lmm, vq, tiny_world):
     from tigerlib.evaluation.tiger_eval import evaluate_tiger
     from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
+    from tigerlib.models.judge import TINY_JUDGE, AttributeJudge
 
-    out = evaluate_tiger(lmm, vq, DualEncoder.create(TINY_DUAL_ENCODER), tiny_world, n_queries=2, num_beams=4, rerank=2, etas=(0.0, 1.0), beam_counts=(2, 4, 1000))
+    judge = AttributeJudge.create(TINY_JUDGE)
+    out = evaluate_tiger(lmm, vq, DualEncoder.create(TINY_DUAL_ENCODER), tiny_world, n_queries=2, num_beams=4, rerank=2, etas=(0.0, 1.0), beam_counts=(2, 4, 1000), judge=judge)
     json.dumps(out)
+    assert out["knowledge"]["judge"]["fbs_rerank"]["entity"] is not None and out["common"]["judge"]["dense"]["all"] is not None
     for kind in ("knowledge", "common"):
         r = out[kind]
         assert set(r["proxy"]) == {"forward", "pmi", "reverse"} and set(r["proxy"]["pmi"]) == {"r1", "r5"}

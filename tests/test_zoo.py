@@ -10,11 +10,12 @@ from tigerlib.config import get_settings
 from tigerlib.errors import TigerError
 from tigerlib.models.diffusion import TINY_DIFFUSION
 from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
+from tigerlib.models.judge import TINY_JUDGE
 from tigerlib.models.lmm import TINY_LMM
 from tigerlib.models.visual_tokenizer import TINY_VQ, VQTokenizer
-from tigerlib.models.zoo import build_zoo, load_zoo_model, model_dir, zoo_status
+from tigerlib.zoo import build_zoo, load_zoo_model, model_dir, zoo_status
 
-TINY = {"dual_encoder": TINY_DUAL_ENCODER, "visual_tokenizer": TINY_VQ, "lmm": TINY_LMM, "diffusion": TINY_DIFFUSION}
+TINY = {"dual_encoder": TINY_DUAL_ENCODER, "visual_tokenizer": TINY_VQ, "judge": TINY_JUDGE, "lmm": TINY_LMM, "diffusion": TINY_DIFFUSION}
 ONLY = list(TINY)  # the text LLM is imported, not trained: tests/test_text_llm.py covers it
 
 
@@ -27,7 +28,7 @@ def test_build_status_and_noop(settings, tiny_world, capsys):
     status = build_zoo(settings, only=ONLY, configs=TINY, world=tiny_world)
     de, vq = status["models"]["dual_encoder"], status["models"]["visual_tokenizer"]
     assert de["built"] and vq["built"] and de["role"] == "dual_encoder" and vq["role"] == "visual_tokenizer"
-    for key in ("t2i_r1", "t2i_r5", "t2i_r10", "strict_r1", "entity_r1", "random_r1"):
+    for key in ("t2i_r1", "t2i_r5", "t2i_r10", "own_image_r1", "entity_r1", "random_r1"):
         assert 0.0 <= de["metrics"][key] <= 1.0
     for key in ("recon_r1", "codebook_usage", "unique_share"):
         assert 0.0 <= vq["metrics"][key] <= 1.0
@@ -113,7 +114,7 @@ def test_full_profile_classes_with_random_weights():
     assert tok.decode(codes).shape == (2, 32, 32, 3)
 
 
-def test_full_profile_name_offline_fails_fast():
+def test_full_profile_name_offline_fails_fast(empty_model_caches):
     with pytest.raises(TigerError, match="download"):
         DualEncoder.from_pretrained("ViT-B-32/openai")
 
@@ -141,7 +142,7 @@ def test_dependents_are_rebuilt_when_a_dependency_changes(settings, tiny_world, 
 
 
 def test_diffusion_in_the_zoo(settings, tiny_world):
-    from tigerlib.models.zoo import load_text_to_image
+    from tigerlib.zoo import load_text_to_image
 
     status = build_zoo(settings, only=["diffusion"], configs=TINY, world=tiny_world)["models"]["diffusion"]
     assert status["built"] and status["role"] == "diffusion"

@@ -64,7 +64,7 @@ def cmd_bench_trie(args, s) -> None:
 
 
 def _tiger_models(s):
-    from .models.zoo import load_dual_encoder, load_lmm, load_visual_tokenizer
+    from .zoo import load_dual_encoder, load_lmm, load_visual_tokenizer
 
     return load_lmm(s), load_visual_tokenizer(s), load_dual_encoder(s)
 
@@ -73,15 +73,46 @@ def cmd_eval_tiger(args, s) -> None:
     from .data.world_store import load_world
     from .evaluation.tiger_eval import evaluate_tiger
 
+    from .zoo import load_judge
+
     lmm, vq, enc = _tiger_models(s)
-    result = evaluate_tiger(lmm, vq, enc, load_world(s.data_dir, s.world_config()), n_queries=args.n_queries, num_beams=args.beams, rerank=args.rerank, eta=args.eta)
+    result = evaluate_tiger(lmm, vq, enc, load_world(s.data_dir, s.world_config()), n_queries=args.n_queries, num_beams=args.beams, rerank=args.rerank,
+                            eta=args.eta, judge=load_judge(s))
     if args.json:
         _print_json(result)
         return
     for kind in ("knowledge", "common"):
         r = result[kind]
+        judged = r["judge"]["fbs_rerank"]
         print(f"{kind}: proxy R@1 forward {r['proxy']['forward']['r1']:.3f} pmi {r['proxy']['pmi']['r1']:.3f} reverse {r['proxy']['reverse']['r1']:.3f} | "
-              f"beam search R@1 {r['fbs']['r1']:.3f}, re-ranked {r['fbs_rerank']['r1']:.3f} | dense R@1 {r['dense']['r1']:.3f}")
+              f"beam search R@1 {r['fbs']['r1']:.3f}, re-ranked {r['fbs_rerank']['r1']:.3f} | dense R@1 {r['dense']['r1']:.3f} | "
+              f"judge on the re-ranked top-1: {judged['entity'] if kind == 'knowledge' else judged['all']}")
+
+
+def cmd_retrieve(args, s) -> None:
+    """Rank the gallery for one prompt; warn when the model knows none of its words."""
+    from .data.world_store import load_world
+    from .methods import DenseRetriever, TIGeR
+
+    world = load_world(s.data_dir, s.world_config())
+    if args.method == "tiger":
+        lmm, vq, _ = _tiger_models(s)
+        retriever, options = TIGeR.from_images(lmm, vq, world.gallery.images), {"num_beams": args.beams}
+    else:
+        from .zoo import load_dual_encoder
+
+        retriever, options = DenseRetriever(load_dual_encoder(s), world.gallery.images), {}
+    r = retriever.retrieve(args.prompt, k=args.k, **options)
+    if r.warning:
+        info(r.warning)
+    rows = [{"index": i, "score": round(float(v), 4), "caption": world.gallery.captions[i][0]} for i, v in zip(r.indices.tolist(), r.scores.tolist())]
+    if args.json:
+        _print_json({"prompt": r.prompt, "method": args.method, "score_name": r.score_name, "known_word_share": r.known_word_share,
+                     "seconds": round(r.seconds, 4), "ranking": rows})
+        return
+    print(f"{args.method} ({r.score_name}, {r.seconds:.2f}s, known words {r.known_word_share:.0%}):")
+    for row in rows:
+        print(f"  #{row['index']:<5} {row['score']:9.3f}  {row['caption']}")
 
 
 def cmd_bench_retrieval(args, s) -> None:
@@ -98,13 +129,13 @@ def cmd_bench_retrieval(args, s) -> None:
 
 
 def cmd_zoo_build(args, s) -> None:
-    from .models.zoo import build_zoo
+    from .zoo import build_zoo
 
     build_zoo(s, only=args.only, force=args.force)
 
 
 def cmd_zoo_status(args, s) -> None:
-    from .models.zoo import zoo_status
+    from .zoo import zoo_status
 
     status = zoo_status(s)
     if args.json:
@@ -180,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--eta", type=float, default=1.0, help="PMI weight of the null prompt")
     et.add_argument("--json", action="store_true")
     et.set_defaults(func=cmd_eval_tiger)
+
+    rt = sub.add_parser("retrieve", help="rank the mini gallery for a prompt (dense or TIGeR)")
+    rt.add_argument("prompt")
+    rt.add_argument("--method", choices=["dense", "tiger"], default="dense")
+    rt.add_argument("--k", type=int, default=5)
+    rt.add_argument("--beams", type=int, default=100, help="TIGeR's beams")
+    rt.add_argument("--json", action="store_true")
+    rt.set_defaults(func=cmd_retrieve)
 
     zoo = sub.add_parser("zoo", help="the mini model zoo").add_subparsers(dest="action", required=True)
     zb = zoo.add_parser("build", help="train the models that are missing (idempotent, resumable)")

@@ -10,7 +10,7 @@ from .notebook import reconstructions, show_split
 def run_demo(settings: Settings) -> dict:
     from .data.world_store import build_world
     from .methods.dense import DenseRetriever
-    from .models.zoo import build_zoo, load_dual_encoder, load_visual_tokenizer
+    from .zoo import build_zoo, load_dual_encoder, load_visual_tokenizer
     from .viz import image_grid
 
     world = build_world(settings.data_dir, settings.world_config())
@@ -42,7 +42,7 @@ def run_demo(settings: Settings) -> dict:
     retriever = DenseRetriever(encoder, world.gallery.images)
     q = world.queries
     picks = [int(np.flatnonzero(q.kind == kind)[0]) for kind in ("knowledge", "common", "creative")]
-    idx, scores = retriever.search([q.texts[i] for i in picks], k=4)
+    idx, scores = retriever.top_k([q.texts[i] for i in picks], k=4)
     print("\ndense retrieval (top 4 gallery images per prompt):")
     images, titles = [], []
     for row, i in enumerate(picks):
@@ -54,7 +54,7 @@ def run_demo(settings: Settings) -> dict:
 
     # the same prompts through TIGeR (retrieval by generation) and the diffusion model
     from .methods.tiger import TIGeR
-    from .models.zoo import load_lmm, load_text_to_image
+    from .zoo import load_lmm, load_text_to_image
 
     tiger = TIGeR.from_images(load_lmm(settings), tokenizer, world.gallery.images)
     prompts = [q.texts[i] for i in picks]
@@ -63,7 +63,7 @@ def run_demo(settings: Settings) -> dict:
     images, titles = [], []
     for row, i in enumerate(picks):
         answer = tiger.retrieve(prompts[row], num_beams=100)
-        top = int(answer.ranking[0])
+        top = answer.top1
         hit = "hit" if top in set(q.hits[i].tolist()) else "no exact match in the gallery" if len(q.hits[i]) == 0 else "miss"
         print(f"  [{q.kind[i]}] {prompts[row]!r} -> TIGeR top-1 #{top} ({hit}, {answer.seconds:.1f}s)")
         images += [q.images[i], world.gallery.images[idx[row, 0]], world.gallery.images[top], generated[row]]

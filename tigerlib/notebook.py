@@ -84,9 +84,10 @@ def world_browser(world):
     return widgets.VBox([widgets.HBox([split, index]), out])
 
 
-def retrieval_explorer(retriever, gallery, k: int = 6, prompt: str = "a large red circle on the left on a black background"):
-    """Type a prompt, see the top-k gallery images of a retriever: anything with
-    ``search(texts, k) -> (indices, scores)`` (``DenseRetriever``) or such a function (``TIGeR.top_k``)."""
+def retrieval_explorer(retriever, gallery, k: int = 6, prompt: str = "a large red circle on the left on a black background", **options):
+    """Type a prompt, see the top-k gallery images of any :class:`~tigerlib.methods.Retriever`
+    (``options`` go to its ``retrieve``, e.g. ``num_beams`` for TIGeR). A prompt whose words the
+    model never saw gets a warning: its answer is not based on the prompt."""
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
@@ -98,9 +99,11 @@ def retrieval_explorer(retriever, gallery, k: int = 6, prompt: str = "a large re
     def render(*_):
         with out:
             out.clear_output(wait=True)
-            idx, scores = (retriever if callable(retriever) else retriever.search)([box.value], k=k)
-            found = idx[0] >= 0
-            image_grid(gallery.load(idx[0][found]), [f"#{i}  {s:.2f}\n{gallery.captions[i][0]}" for i, s in zip(idx[0][found], scores[0][found])], ncols=k)
+            r = retriever.retrieve(box.value, k=k, **options)
+            if r.warning:
+                print(r.warning)
+            idx, scores = r.indices.tolist(), r.scores.tolist()
+            image_grid(gallery.load(idx), [f"#{i}  {s:.2f}\n{gallery.captions[i][0]}" for i, s in zip(idx, scores)], ncols=k)
             plt.show()
 
     box.observe(render, "value")

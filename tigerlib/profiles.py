@@ -23,7 +23,7 @@ MINI = Profile(
     description="mini world + small models trained from scratch here (CPU, offline, minutes)",
     checkpoints={
         "dual_encoder": "zoo:dual_encoder",
-        "evaluator": "zoo:dual_encoder",
+        "evaluator": "zoo:judge",
         "visual_tokenizer": "zoo:visual_tokenizer",
         "lmm": "zoo:lmm",
         "text_to_image": "zoo:diffusion",

@@ -16,16 +16,18 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import Settings, info
-from ..errors import TigerError
-from ..storage import atomic_dir, atomic_write_json, files_manifest, read_json, verify_files
-from .diffusion import DiffusionConfig, LatentDiffusion, StableDiffusion, evaluate_diffusion, train_diffusion
-from .dual_encoder import DualEncoder, DualEncoderConfig, evaluate_dual_encoder, train_dual_encoder
-from .lmm import LMMConfig, UnifiedLMM, evaluate_lmm, train_lmm
-from .text_llm import TextLLM, TextLLMConfig, import_text_llm
-from .visual_tokenizer import JanusTokenizer, VQConfig, VQTokenizer, evaluate_tokenizer, train_vq
+from .config import Settings, info
+from .errors import TigerError
+from .evaluation.zoo_metrics import evaluate_diffusion, evaluate_dual_encoder, evaluate_judge, evaluate_lmm, evaluate_tokenizer
+from .models.diffusion import DiffusionConfig, LatentDiffusion, StableDiffusion, train_diffusion
+from .models.dual_encoder import DualEncoder, DualEncoderConfig, train_dual_encoder
+from .models.judge import AttributeJudge, ClipJudge, JudgeConfig, train_judge
+from .models.lmm import LMMConfig, UnifiedLMM, train_lmm
+from .models.text_llm import TextLLM, TextLLMConfig, import_text_llm
+from .models.visual_tokenizer import JanusTokenizer, VQConfig, VQTokenizer, train_vq
+from .storage import atomic_dir, atomic_write_json, files_manifest, read_json, verify_files
 
-ZOO_VERSION = 1
+ZOO_VERSION = 2  # 2: the judge; metrics computed by tigerlib.evaluation
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,20 @@ class ZooModel:
     create: Callable  # (config, device, folder, deps) -> model with .model (an nn.Module), random weights
     files: bool = False  # the model saves more than its weights (model.save_files(folder), e.g. a tokenizer)
     runs_with_needs: bool = False  # loading it loads its dependencies too (the diffusion model decodes with the VQ)
+    config_for: Callable | None = None  # (world) -> the default config, where it depends on the world
 
 
 ZOO: dict[str, ZooModel] = {
+    "judge": ZooModel(
+        "judge",
+        "evaluator",
+        JudgeConfig,
+        (),
+        lambda world, cfg, seed, device, deps: train_judge(world, cfg, seed, device),
+        lambda model, world, deps: evaluate_judge(model, world),
+        lambda cfg, device, folder, deps: AttributeJudge.create(cfg, device),
+        config_for=lambda world: JudgeConfig(n_entities=world.config.n_entities),
+    ),
     "dual_encoder": ZooModel(
         "dual_encoder",
         "dual_encoder",
@@ -49,7 +62,8 @@ ZOO: dict[str, ZooModel] = {
         (),
         lambda world, cfg, seed, device, deps: train_dual_encoder(world, cfg, seed, device),
         lambda model, world, deps: evaluate_dual_encoder(model, world),
-        lambda cfg, device, folder, deps: DualEncoder.create(cfg, device),
+        lambda cfg, device, folder, deps: DualEncoder.create(cfg, device, folder),
+        files=True,
     ),
     "visual_tokenizer": ZooModel(
         "visual_tokenizer",
@@ -64,7 +78,7 @@ ZOO: dict[str, ZooModel] = {
         "lmm",
         "lmm",
         LMMConfig,
-        ("dual_encoder", "visual_tokenizer"),
+        ("dual_encoder", "visual_tokenizer", "judge"),
         train_lmm,
         evaluate_lmm,
         lambda cfg, device, folder, deps: UnifiedLMM.create(cfg, device, folder),
@@ -74,7 +88,7 @@ ZOO: dict[str, ZooModel] = {
         "diffusion",
         "diffusion",
         DiffusionConfig,
-        ("dual_encoder", "visual_tokenizer"),
+        ("dual_encoder", "visual_tokenizer", "judge"),
         train_diffusion,
         evaluate_diffusion,
         lambda cfg, device, folder, deps: LatentDiffusion.for_models(cfg, deps["dual_encoder"], deps["visual_tokenizer"], device),
@@ -142,7 +156,7 @@ def _entry(name: str) -> ZooModel:
 def build_zoo(settings: Settings, only: list[str] | None = None, force: bool = False, configs: dict[str, Any] | None = None, world=None) -> dict:
     """Train every missing model (or those in ``only``, with their dependencies), evaluate it and
     save it. Returns the status object. ``configs`` overrides a model's config (tests use tiny ones)."""
-    from ..data.world_store import build_world
+    from .data.world_store import build_world
 
     wanted = list(ZOO) if not only else [_entry(n).name for n in only]
     order = [n for n in ZOO if n in wanted or any(n in ZOO[w].needs for w in wanted)]
@@ -152,7 +166,7 @@ def build_zoo(settings: Settings, only: list[str] | None = None, force: bool = F
     for name in order:
         entry = ZOO[name]
         manifest, problem = check_checkpoint(model_dir(settings, name))
-        config = configs.get(name) or entry.config_class()
+        config = configs.get(name) or (entry.config_for(world) if entry.config_for else entry.config_class())
         rebuild = force and name in wanted
         if manifest is not None and not rebuild:
             if manifest.get("world_id") != world.id:
@@ -244,9 +258,15 @@ def load_role(settings: Settings, role: str, from_pretrained: Callable):
     return from_pretrained(spec, settings.device)
 
 
-def load_dual_encoder(settings: Settings, role: str = "dual_encoder") -> DualEncoder:
-    """The method's dual encoder (``role='dual_encoder'``) or the evaluator (``'evaluator'``)."""
-    return load_role(settings, role, DualEncoder.from_pretrained)
+def load_dual_encoder(settings: Settings) -> DualEncoder:
+    """The methods' dual encoder (dense baseline, CLIP-T at mini scale): open_clip ViT-L-14 at full scale."""
+    return load_role(settings, "dual_encoder", DualEncoder.from_pretrained)
+
+
+def load_judge(settings: Settings):
+    """The evaluator no method uses. Mini: the zoo's attribute classifier; full: open_clip
+    ViT-H-14 (laion2b) reading the same attributes zero-shot (:class:`ClipJudge`)."""
+    return load_role(settings, "evaluator", ClipJudge.from_pretrained)
 
 
 def load_visual_tokenizer(settings: Settings):
@@ -265,6 +285,6 @@ def load_text_llm(settings: Settings) -> TextLLM:
 
 def load_lmm(settings: Settings):
     """Mini: the zoo's unified LMM. Full: a transformers unified LMM by name (Janus-Pro)."""
-    from .janus_lmm import JanusLMM
+    from .models.janus_lmm import JanusLMM
 
     return load_role(settings, "lmm", JanusLMM.from_pretrained)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import TigerError
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2  # 2: entity photos are always shifted (no training photo equals a gallery image)
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
 COLORS = {
@@ -277,14 +277,16 @@ def render_scenes(attrs: dict[str, np.ndarray], size: int, rng: np.random.Genera
 
 
 def render_entities(entities: Entities, idx: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
-    """Photos of entities: the canonical image shifted by up to 2 px and re-lit (rng=None: canonical)."""
+    """Photos of entities: the canonical image shifted by 1-2 px in some direction (never zero, so
+    no photo equals the canonical gallery image up to brightness) and re-lit (rng=None: canonical)."""
     base = entities.canonical[idx]
     if rng is None:
         return base.copy()
     n, size = len(idx), base.shape[1]
     pad = 2
     padded = np.pad(base, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    oy, ox = rng.integers(0, 2 * pad + 1, size=(2, n))
+    offsets = np.array([(y, x) for y in range(2 * pad + 1) for x in range(2 * pad + 1) if (y, x) != (pad, pad)])
+    oy, ox = offsets[rng.integers(len(offsets), size=n)].T
     rows = (oy[:, None] + np.arange(size)[None])[:, :, None]
     cols = (ox[:, None] + np.arange(size)[None])[:, None, :]
     shifted = padded[np.arange(n)[:, None, None], rows, cols]

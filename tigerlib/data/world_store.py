@@ -110,7 +110,7 @@ class WorldGenerator:
         attrs = _concat(_entity_attrs(ent_idx), _common_attrs(com_attrs), creative.attributes)
         g_index = np.concatenate([k_gallery, com_idx, np.full(c.n_creative_queries, -1)]).astype(np.int64)
         images = np.concatenate([gallery.images[k_gallery], gallery.images[com_idx], creative.images])
-        hits = [_hits(gallery.attributes, attrs, i) for i in range(len(texts))]
+        hits = hit_sets(gallery.attributes, attrs)
         return {
             "texts": np.array(texts),
             "kind": kind,
@@ -123,14 +123,21 @@ class WorldGenerator:
         }
 
 
-def _hits(gallery_attrs: dict[str, np.ndarray], attrs: dict[str, np.ndarray], i: int) -> np.ndarray:
-    """Gallery images that answer query ``i``: the same entity, or identical scene attributes."""
-    if attrs["kind"][i] == W.KIND_ENTITY:
-        return np.flatnonzero(gallery_attrs["entity"] == attrs["entity"][i])
-    same = gallery_attrs["kind"] == W.KIND_COMMON
-    for k in W.ATTRIBUTES:
-        same &= gallery_attrs[k] == attrs[k][i]
-    return np.flatnonzero(same)
+def hit_sets(gallery_attrs: dict[str, np.ndarray], query_attrs: dict[str, np.ndarray], rows=None) -> list[np.ndarray]:
+    """Which gallery images answer each query: the same entity, or a common scene with exactly the
+    query's attributes (the one definition of a hit; every metric uses it). ``rows`` picks the
+    queries in ``query_attrs`` (default: all)."""
+    keys = ATTR_KEYS
+    g = np.stack([np.asarray(gallery_attrs[k]) for k in keys], axis=1).astype(np.int64)
+    q = np.stack([np.asarray(query_attrs[k]) for k in keys], axis=1).astype(np.int64)
+    q = q if rows is None else q[np.asarray(rows, dtype=np.int64)]
+    # group identical descriptions once instead of comparing every pair
+    uniq, inverse = np.unique(np.concatenate([g, q]), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    g_code, q_code = inverse[: len(g)], inverse[len(g) :]
+    order = np.argsort(g_code, kind="stable")
+    starts = np.searchsorted(g_code[order], np.arange(len(uniq) + 1))
+    return [order[starts[c] : starts[c + 1]] for c in q_code]
 
 
 def merge(name: str, *parts: CaptionedImages) -> CaptionedImages:

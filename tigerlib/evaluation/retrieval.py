@@ -1,37 +1,45 @@
-"""Retrieval metrics: Recall@K with any number of correct gallery items per query."""
+"""Retrieval metrics: Recall@K with any number of correct gallery items per query.
+
+A hit is defined once, by the data (:func:`tigerlib.data.world_store.hit_sets`): the same entity,
+or a scene with exactly the query's attributes. Recall is computed once, here, whether a method
+gives a full score matrix or rankings of any length."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..data import world as W
+from ..data.world_store import hit_sets
+
+__all__ = ["hit_sets", "recall_at_k", "rankings_of"]
 
 
-def recall_at_k(scores, hits: list[np.ndarray], ks=(1, 5, 10)) -> dict[int, float]:
-    """Share of queries with at least one correct item in the top k. ``scores``: [Q, G] (higher
-    is better); ``hits[q]``: indices of the gallery items that answer query q (empty: never a hit)."""
-    scores = torch.as_tensor(scores, dtype=torch.float32)
-    if scores.ndim != 2 or scores.shape[0] != len(hits):
-        raise ValueError(f"scores must be [queries, gallery] with one hit list per query; got {tuple(scores.shape)} and {len(hits)}")
-    kmax = min(max(ks), scores.shape[1])
-    top = scores.topk(kmax, dim=1).indices.cpu().numpy()
-    out = {}
-    for k in ks:
-        found = [np.isin(top[q, :k], h).any() if len(h) else False for q, h in enumerate(hits)]
-        out[k] = round(float(np.mean(found)) if found else 0.0, 4)
+def rankings_of(ranked, kmax: int | None = None) -> list[np.ndarray]:
+    """Rankings (gallery indices best first) from a float score matrix [Q, G] (higher is better),
+    an integer index matrix [Q, k] (-1: nothing there), a list of index arrays, or a list of
+    :class:`~tigerlib.methods.retriever.Ranking`."""
+    if isinstance(ranked, (torch.Tensor, np.ndarray)) and torch.as_tensor(ranked).is_floating_point():
+        scores = torch.as_tensor(ranked, dtype=torch.float32)
+        if scores.ndim != 2:
+            raise ValueError(f"a score matrix must be [queries, gallery]; got shape {tuple(scores.shape)}")
+        k = scores.shape[1] if kmax is None else min(kmax, scores.shape[1])
+        return list(scores.topk(k, dim=1).indices.cpu().numpy())
+    out = []
+    for r in ranked:
+        r = r.indices if hasattr(r, "score_name") else r  # a Ranking
+        r = np.asarray(r.cpu() if isinstance(r, torch.Tensor) else r, dtype=np.int64).reshape(-1)
+        out.append(r[r >= 0])
     return out
 
 
-def attribute_hits(gallery_attrs: dict[str, np.ndarray], query_attrs: dict[str, np.ndarray], rows: np.ndarray) -> list[np.ndarray]:
-    """For each query (described by ``query_attrs`` at index ``rows[q]``), the gallery items that
-    show exactly the same thing: the same entity, or a common scene with identical attributes."""
-    keys = ("kind", "entity") + W.ATTRIBUTES
-    g = np.stack([gallery_attrs[k] for k in keys], axis=1).astype(np.int64)
-    q = np.stack([query_attrs[k][rows] for k in keys], axis=1).astype(np.int64)
-    # group identical descriptions once instead of comparing every pair
-    uniq, inverse = np.unique(np.concatenate([g, q]), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    g_code, q_code = inverse[: len(g)], inverse[len(g) :]
-    order = np.argsort(g_code, kind="stable")
-    starts = np.searchsorted(g_code[order], np.arange(len(uniq) + 1))
-    return [order[starts[c] : starts[c + 1]] for c in q_code]
+def recall_at_k(ranked, hits: list[np.ndarray], ks=(1, 5, 10)) -> dict[int, float]:
+    """Share of queries with at least one of their ``hits`` among the first k of their ranking
+    (``ranked``: anything :func:`rankings_of` reads). A query without hits never counts as found;
+    a ranking shorter than k simply has fewer chances."""
+    rankings = rankings_of(ranked, max(ks))
+    if len(rankings) != len(hits):
+        raise ValueError(f"got {len(rankings)} rankings for {len(hits)} hit lists: pass one hit list per query")
+    out = {}
+    for k in ks:
+        found = [bool(len(h)) and bool(np.isin(r[:k], h).any()) for r, h in zip(rankings, hits)]
+        out[k] = round(float(np.mean(found)) if found else 0.0, 4)
+    return out

@@ -14,9 +14,12 @@ image tokens); all sequences go into one :class:`TensorTrie`. Retrieval is then 
    before the paths are unique.
 3. **Reverse re-ranking** of the best beams by ``log p(X|Y)``.
 
-Shapes: a gallery of N images with L tokens each; prompts are lists of Q strings; full-ranking
-scores are FloatTensor [Q, N]; a ranking is a LongTensor of gallery indices, best first, in which
-images with identical token sequences are adjacent (they are the same answer to the model).
+TIGeR is a :class:`~tigerlib.methods.retriever.Retriever`: ``retrieve(prompt)`` gives a
+:class:`TIGeRRanking` (gallery indices best first; images with identical token sequences are
+adjacent, they are the same answer to the model), with the beam search inside for teaching.
+
+Shapes: a gallery of N images with L tokens each; a prompt is a string and a batch a list of Q
+strings; full-ranking scores are FloatTensor [N] for one prompt and [Q, N] for a list.
 """
 from __future__ import annotations
 
@@ -29,25 +32,33 @@ import torch
 from ..decoding.beam_search import BeamSearchResult, CausalLMScorer, constrained_beam_search, pmi_scorer
 from ..decoding.trie import TensorTrie
 from ..errors import TigerError
+from .retriever import Ranking, Retriever, check_prompts
 
 PROXIES = ("forward", "pmi", "reverse")
 
 
 @dataclass
-class Retrieval:
-    """One prompt's answer: gallery indices best first, their scores, and how the search went."""
+class TIGeRRanking(Ranking):
+    """A :class:`Ranking` with how TIGeR found it. ``scores`` are on one scale, ``score_name``:
+    ``reverse`` (log p(X|Y)) when candidates were re-ranked, ``pmi`` when none were (rerank=0).
+    With a partial re-rank, the candidates below the re-ranked ones have score -inf on the reverse
+    scale and keep their search order; ``pmi`` holds every candidate's beam-search score."""
 
-    prompt: str
-    ranking: torch.Tensor  # [R] gallery indices (duplicates of a sequence adjacent)
-    scores: torch.Tensor  # [R] the score each index was ranked by (re-ranked head: log p(X|Y))
     search: BeamSearchResult | None = None
+    pmi: torch.Tensor | None = None  # [R] the forward (PMI) score of every returned index
     reranked: int = 0  # how many leading candidates (distinct sequences) were re-ranked by log p(X|Y)
-    seconds: float = 0.0
     timings: dict = field(default_factory=dict)
 
+    @property
+    def ranking(self) -> torch.Tensor:
+        """The gallery indices (an alias of ``indices``)."""
+        return self.indices
 
-class TIGeR:
+
+class TIGeR(Retriever):
     """Generative retrieval over one gallery with a :class:`UnifiedLMM` (``lmm``)."""
+
+    score_name = "reverse"
 
     def __init__(self, lmm, codes):
         self.lmm = lmm
@@ -71,6 +82,11 @@ class TIGeR:
         """Gallery images whose token sequence another image also has (beyond the first)."""
         return len(self.codes) - self.trie.num_leaves
 
+    def known_word_share(self, prompts) -> list[float]:
+        texts, _ = check_prompts(prompts)
+        known = getattr(self.lmm, "known_word_share", None)
+        return known(texts) if known else [1.0] * len(texts)
+
     # -- 1. proxies, full ranking -----------------------------------------------------------------
     def null_scores(self) -> torch.Tensor:
         """log p(Y | null prompt) for every gallery image [N], computed once and cached."""
@@ -78,84 +94,73 @@ class TIGeR:
             self._null = self.lmm.logp_image_null(self.codes)
         return self._null
 
-    def forward_scores(self, prompts: list[str]) -> torch.Tensor:
-        """log p(Y | X) for every prompt and gallery image: [Q, N] (Q x N full sequences: slow)."""
-        prompts = _check_prompts(prompts)
+    def forward_scores(self, prompts) -> torch.Tensor:
+        """log p(Y | X) for every gallery image: [N] or [Q, N] (Q x N full sequences: slow)."""
+        texts, single = check_prompts(prompts)
         n = len(self.codes)
-        rows = [self.lmm.logp_image_given_text([p] * n, self.codes) for p in prompts]
-        return torch.stack(rows) if rows else torch.zeros(0, n)
+        rows = [self.lmm.logp_image_given_text([p] * n, self.codes) for p in texts]
+        out = torch.stack(rows) if rows else torch.zeros(0, n)
+        return out[0] if single else out
 
-    def reverse_scores(self, prompts: list[str]) -> torch.Tensor:
-        """log p(X | Y) for every prompt and gallery image: [Q, N] (image prefixes run once)."""
-        return self.lmm.logp_text_given_image_matrix(self.codes, _check_prompts(prompts)).T
+    def reverse_scores(self, prompts) -> torch.Tensor:
+        """log p(X | Y) for every gallery image: [N] or [Q, N] (image prefixes run once)."""
+        texts, single = check_prompts(prompts)
+        out = self.lmm.logp_text_given_image_matrix(self.codes, texts).T
+        return out[0] if single else out
 
-    def proxy_scores(self, prompts: list[str], proxy: str = "pmi", eta: float = 1.0, forward: torch.Tensor | None = None) -> torch.Tensor:
-        """Full-ranking scores [Q, N] under one proxy; pass ``forward`` to reuse computed log p(Y|X)."""
+    def proxy_scores(self, prompts, proxy: str = "pmi", eta: float = 1.0, forward: torch.Tensor | None = None) -> torch.Tensor:
+        """Full-ranking scores ([N] or [Q, N]) under one proxy; pass ``forward`` to reuse computed log p(Y|X)."""
         if proxy not in PROXIES:
             raise TigerError(f"unknown proxy {proxy!r}: use one of {PROXIES}")
         if proxy == "reverse":
             return self.reverse_scores(prompts)
         fwd = self.forward_scores(prompts) if forward is None else forward
-        return fwd if proxy == "forward" else fwd - float(eta) * self.null_scores()[None]
+        return fwd if proxy == "forward" else fwd - float(eta) * self.null_scores()
 
     # -- 2. forward beam search -------------------------------------------------------------------
-    def search(self, prompt: str, num_beams: int = 100, eta: float = 1.0, early_stop: bool = True) -> BeamSearchResult:
-        """Trie-constrained beam search for one prompt, scored by per-step PMI (``eta=0``: raw
-        log p(Y|X)). ``num_beams`` above the number of distinct sequences is capped to it."""
-        prompt = _check_prompts([prompt])[0]
-        ids = self.lmm.prompt_ids(prompt)
-        model = self.lmm.model
-        scorer = pmi_scorer(model, ids, self.lmm.null_prompt_ids(), eta) if eta else CausalLMScorer(model, ids)
-        return constrained_beam_search(scorer, self.trie, num_beams, early_stop_unique=early_stop)
+    def search(self, prompts, num_beams: int = 100, eta: float = 1.0, early_stop: bool = True):
+        """Trie-constrained beam search scored by per-step PMI (``eta=0``: raw log p(Y|X)): a
+        :class:`BeamSearchResult` for one prompt, a list for a list. ``num_beams`` above the
+        number of distinct sequences is capped to it."""
+        texts, single = check_prompts(prompts)
+        out = []
+        for prompt in texts:
+            ids = self.lmm.prompt_ids(prompt)
+            model = self.lmm.model
+            scorer = pmi_scorer(model, ids, self.lmm.null_prompt_ids(), eta) if eta else CausalLMScorer(model, ids)
+            out.append(constrained_beam_search(scorer, self.trie, num_beams, early_stop_unique=early_stop))
+        return out[0] if single else out
 
     # -- 3. retrieval = search + reverse re-ranking -----------------------------------------------
-    def retrieve(self, prompt: str, num_beams: int = 100, eta: float = 1.0, rerank: int | None = None, early_stop: bool = True) -> Retrieval:
-        """Forward beam search, then the best ``rerank`` candidates (distinct token sequences;
-        None: all the beams reached, as in the paper; 0: none) re-ranked by log p(X|Y). Returns
-        every image the beams reached, best first; images sharing a sequence move together."""
+    def _retrieve(self, prompts: list[str], k: int | None, num_beams: int = 100, eta: float = 1.0, rerank: int | None = None, early_stop: bool = True) -> list[TIGeRRanking]:
+        """Per prompt: forward beam search, then the best ``rerank`` candidates (distinct token
+        sequences; None: all the beams reached, as in the paper; 0: none) re-ranked by log p(X|Y).
+        Every image the beams reached is returned (or the first ``k``); images sharing a
+        sequence move together."""
+        if rerank is not None and int(rerank) < 0:
+            raise TigerError(f"rerank={rerank}: pass how many candidates to re-rank (0: none, None: all)")
+        known = self.known_word_share(prompts)
+        return [self._retrieve_one(p, k, num_beams, eta, rerank, early_stop, share) for p, share in zip(prompts, known)]
+
+    def _retrieve_one(self, prompt, k, num_beams, eta, rerank, early_stop, known) -> TIGeRRanking:
         t0 = time.perf_counter()
         res = self.search(prompt, num_beams=num_beams, eta=eta, early_stop=early_stop)
         t1 = time.perf_counter()
-        groups, group_scores = list(res.item_ids), res.scores.cpu()
-        k = len(groups) if rerank is None else min(_check_rerank(rerank), len(groups))
-        if k > 0:
-            rev = self.lmm.logp_text_given_image(self.codes[torch.stack([g[0] for g in groups[:k]])], [prompt] * k)
+        groups, pmi = list(res.item_ids), res.scores.cpu()
+        n = len(groups) if rerank is None else min(int(rerank), len(groups))
+        if n > 0:
+            rev = self.lmm.logp_text_given_image(self.codes[torch.stack([g[0] for g in groups[:n]])], [prompt] * n)
             order = torch.argsort(rev, descending=True, stable=True).tolist()
-            groups = [groups[i] for i in order] + groups[k:]
-            group_scores = torch.cat([rev[order], group_scores[k:]])
-        ranking = torch.cat(groups) if groups else torch.zeros(0, dtype=torch.long)
-        scores = torch.repeat_interleave(group_scores, torch.tensor([len(g) for g in groups], dtype=torch.long)) if groups else torch.zeros(0)
+            groups = [groups[i] for i in order] + groups[n:]
+            pmi = torch.cat([pmi[order], pmi[n:]])
+            scores = torch.cat([rev[order], torch.full((len(groups) - n,), -float("inf"))])
+        else:
+            scores = pmi
+        sizes = torch.tensor([len(g) for g in groups], dtype=torch.long)
+        indices = torch.cat(groups) if groups else torch.zeros(0, dtype=torch.long)
+        scores, pmi = (torch.repeat_interleave(x, sizes) if groups else torch.zeros(0) for x in (scores, pmi))
+        if k is not None:
+            indices, scores, pmi = indices[:k], scores[:k], pmi[:k]
         t2 = time.perf_counter()
-        return Retrieval(prompt, ranking, scores, res, k, t2 - t0, {"search": t1 - t0, "rerank": t2 - t1})
-
-    def top_k(self, prompts: list[str], k: int = 5, num_beams: int = 100, eta: float = 1.0, rerank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`retrieve` per prompt, as ``DenseRetriever.search`` returns it: top-k indices and
-        scores [Q, k] (fewer than k found: index -1, score -inf)."""
-        idx, val = np.full((len(prompts), k), -1), np.full((len(prompts), k), -np.inf, dtype=np.float32)
-        for i, p in enumerate(_check_prompts(prompts)):
-            r = self.retrieve(p, num_beams=num_beams, eta=eta, rerank=rerank)
-            n = min(k, len(r.ranking))
-            idx[i, :n], val[i, :n] = r.ranking[:n].numpy(), r.scores[:n].numpy()
-        return idx, val
-
-
-def _check_rerank(rerank) -> int:
-    if int(rerank) < 0:
-        raise TigerError(f"rerank={rerank}: pass how many candidates to re-rank (0: none, None: all)")
-    return int(rerank)
-
-
-def _check_prompts(prompts) -> list[str]:
-    if isinstance(prompts, str):
-        raise TigerError("pass a list of prompts, not a single string")
-    return ["" if p is None else str(p) for p in prompts]
-
-
-def recall_of_rankings(rankings: list[torch.Tensor], hits: list, ks=(1, 5, 10)) -> dict[int, float]:
-    """R@k of ranked gallery indices: a hit among the first k (a ranking shorter than k, as from
-    a small beam, simply has fewer chances)."""
-    out = {}
-    for k in ks:
-        found = [bool(set(r[:k].tolist()) & set(map(int, h))) for r, h in zip(rankings, hits)]
-        out[k] = round(sum(found) / max(1, len(found)), 4)
-    return out
+        return TIGeRRanking(prompt, indices, scores, "reverse" if n > 0 else "pmi", t2 - t0, known,
+                            search=res, pmi=pmi, reranked=n, timings={"search": t1 - t0, "rerank": t2 - t1})

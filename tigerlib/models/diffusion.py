@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import TigerError
 from .training import warmup_cosine
+from .vocabulary import known_word_share, unknown_prompt_warning
 
 
 @dataclass(frozen=True)
@@ -95,8 +96,11 @@ class Denoiser(torch.nn.Module):
         return self.unet(latents, t, encoder_hidden_states=states).sample
 
 
-def _images_out(images: np.ndarray):
-    return SimpleNamespace(images=images)
+def _images_out(images: np.ndarray, known: list[float] | None = None):
+    """Like a diffusers pipeline output; ``known_word_share`` per prompt (None for prompt_embeds),
+    and ``warnings`` for prompts whose words the text encoder never saw."""
+    warnings = [w for w in (unknown_prompt_warning(p, k) for p, k in (known or [])) if w]
+    return SimpleNamespace(images=images, known_word_share=None if known is None else [k for _, k in known], warnings=warnings)
 
 
 class TextToImage:
@@ -197,9 +201,13 @@ class LatentDiffusion(TextToImage):
                 p_u, p_c = pred.chunk(2)
                 out.append(p_u + scale * (p_c - p_u))
             latents = self.scheduler.step(torch.cat(out), t, latents).prev_sample
+        known = None
+        if prompts is not None:
+            shares = self.text_encoder.known_word_share(prompts) if hasattr(self.text_encoder, "known_word_share") else [known_word_share(p, None) for p in prompts]
+            known = list(zip(prompts, shares))
         if output_type == "latent":
-            return _images_out(latents)
-        return _images_out(self.decode_latents(latents))
+            return _images_out(latents, known)
+        return _images_out(self.decode_latents(latents), known)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor, batch_size: int = 256) -> np.ndarray:
@@ -250,12 +258,13 @@ class StableDiffusion(TextToImage):
             output_type="latent" if output_type == "latent" else "np",
             **kwargs,
         )
+        known = None if prompts is None else [(p, known_word_share(p, None)) for p in prompts]
         if output_type == "latent":
-            return _images_out(out.images)
-        return _images_out((np.clip(out.images, 0, 1) * 255).round().astype(np.uint8))
+            return _images_out(out.images, known)
+        return _images_out((np.clip(out.images, 0, 1) * 255).round().astype(np.uint8), known)
 
 
-# -- training and evaluation ----------------------------------------------------------------------
+# -- training ---------------------------------------------------------------------------------------
 
 
 def common_scene_training_set(world) -> tuple[np.ndarray, list[list[str]]]:
@@ -316,49 +325,3 @@ def train_diffusion(world, config: DiffusionConfig, seed: int, device="cpu", dep
         "train_images": len(images),
         "parameters": sum(p.numel() for p in unet.parameters()),
     }
-
-
-def prompt_r1(dual_encoder, prompts: list[str], images) -> float:
-    """Share of generated images whose own prompt ranks first among all ``prompts``."""
-    scores = dual_encoder.encode_images(images) @ dual_encoder.encode_text(prompts).T
-    return round(float((scores.argmax(1) == torch.arange(len(prompts))).float().mean()), 4)
-
-
-def distinct_prompts(texts: list[str], keys: list, n: int) -> list[str]:
-    """The first ``n`` texts whose keys (attribute tuples) differ, so "its own prompt" is defined."""
-    seen, out = set(), []
-    for text, key in zip(texts, keys):
-        if key not in seen:
-            seen.add(key)
-            out.append(text)
-        if len(out) == n:
-            break
-    return out
-
-
-def evaluation_prompts(world, n: int = 100) -> dict[str, list[str]]:
-    """``n`` distinct prompts per kind: held-out common scenes (val captions), creative and knowledge queries."""
-    from ..data.world_store import ATTR_KEYS
-
-    def keys(attrs, rows):
-        return [tuple(int(attrs[k][i]) for k in ATTR_KEYS if k in attrs) for i in rows]
-
-    val = world.val
-    out = {"common": distinct_prompts([c[0] for c in val.captions], keys(val.attributes, range(len(val))), n)}
-    for kind in ("creative", "knowledge"):
-        q = world.queries.subset(kind)
-        out[kind] = distinct_prompts(list(q.texts), keys(q.attributes, range(len(q))), n)
-    return out
-
-
-def evaluate_diffusion(t2i: LatentDiffusion, world, deps: dict, n: int = 100, seed: int = 0) -> dict:
-    """Prompt R@1 among ``n`` prompts of each kind for one image generated per prompt."""
-    enc = deps["dual_encoder"]
-    metrics = {}
-    for kind, prompts in evaluation_prompts(world, n).items():
-        images = t2i(prompt=prompts, seed=seed, progress=False).images
-        metrics[f"{kind}_r1"] = prompt_r1(enc, prompts, images)
-        metrics[f"{kind}_clip_t"] = round(float(enc.clip_score(prompts, images).mean()), 4)
-        metrics[f"n_{kind}"] = len(prompts)
-    metrics["random_r1"] = round(1 / max(1, metrics["n_common"]), 4)
-    return metrics

@@ -1,10 +1,10 @@
-"""The dual encoder (the CLIP role): dense retrieval baseline, structured identifiers, and the
-evaluator behind CLIP-T / CLIP-I.
+"""The dual encoder (the CLIP role): dense retrieval baseline, structured identifiers, the
+diffusion model's text encoder, and (at mini scale) CLIP-T / CLIP-I.
 
 Both scales use open_clip's ``CLIP`` class. The mini model is a small config registered with
-open_clip the same way open_clip registers its own, trained contrastively here on the whole mini
-world (creative pairs and entities included, as the real evaluator has seen the web). The full
-model is an open_clip pretrained name (ViT-L-14/openai, ViT-H-14/laion2b_s32b_b79k).
+open_clip the same way open_clip registers its own, trained contrastively here on the mini world's
+common scenes and entity photos; like every method model it never sees the creative pairs (only
+the judge, ``judge.py``, does). The full model is an open_clip pretrained name (ViT-L-14/openai).
 """
 from __future__ import annotations
 
@@ -25,8 +25,10 @@ from ..config import info
 from ..data.dataset import as_uint8_images
 from ..errors import TigerError
 from .training import warmup_cosine
+from .vocabulary import known_word_share, vocabulary_of
 
 MINI_CLIP_NAME = "tiger-mini-clip"
+VOCABULARY_FILE = "vocabulary.json"
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,9 @@ class DualEncoder:
     """An open_clip CLIP with its tokenizer and preprocessing: ``encode_text`` / ``encode_images``
     return L2-normalized embeddings; images are uint8 arrays of any size (resized to the model's)."""
 
-    def __init__(self, model, tokenizer, name: str, device="cpu"):
+    def __init__(self, model, tokenizer, name: str, device="cpu", vocabulary: set[str] | None = None):
         self.model = model.to(device).eval()
+        self.vocabulary = vocabulary  # words seen in training (mini); None: pretrained, any word
         self.tokenizer = tokenizer
         self.name = name
         self.device = torch.device(device)
@@ -106,13 +109,26 @@ class DualEncoder:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def create(cls, config: DualEncoderConfig, device="cpu") -> "DualEncoder":
+    def create(cls, config: DualEncoderConfig, device="cpu", folder: Path | None = None) -> "DualEncoder":
+        """Random weights; a checkpoint ``folder`` also gives the vocabulary it was trained on."""
         import open_clip
 
         name = register_config(config)
         with _quiet_root_logger():  # open_clip warns that no pretrained weights were loaded: intended
             model = open_clip.create_model(name, pretrained=None)
-        return cls(model, open_clip.get_tokenizer(name), name, device)
+        vocabulary = None
+        if folder is not None and (Path(folder) / VOCABULARY_FILE).exists():
+            vocabulary = set(json.loads((Path(folder) / VOCABULARY_FILE).read_text()))
+        return cls(model, open_clip.get_tokenizer(name), name, device, vocabulary)
+
+    def save_files(self, folder: Path) -> None:
+        """The training vocabulary next to the weights (for :meth:`known_word_share`)."""
+        if self.vocabulary is not None:
+            (Path(folder) / VOCABULARY_FILE).write_text(json.dumps(sorted(self.vocabulary)))
+
+    def known_word_share(self, texts) -> list[float]:
+        """Per text, the share of its words seen in training (see ``vocabulary.py``)."""
+        return [known_word_share(t, self.vocabulary) for t in ([texts] if isinstance(texts, str) else texts)]
 
     @classmethod
     def from_pretrained(cls, spec: str, device="cpu", pretrained: bool = True) -> "DualEncoder":
@@ -189,7 +205,7 @@ class DualEncoder:
 
 
 def train_dual_encoder(world, config: DualEncoderConfig, seed: int, device="cpu") -> tuple[DualEncoder, dict]:
-    """Contrastive training on fresh batches from the whole world distribution."""
+    """Contrastive training on fresh batches of the world (creative pairs held out)."""
     from open_clip import ClipLoss
     from tqdm.auto import tqdm
 
@@ -203,10 +219,12 @@ def train_dual_encoder(world, config: DualEncoderConfig, seed: int, device="cpu"
     loss_fn = ClipLoss()
     gen = world.generator
     rng = np.random.default_rng(seed)
+    seen: set[str] = set()
     t0 = time.perf_counter()
     for step in (bar := tqdm(range(config.steps), desc="dual encoder", leave=False)):
-        batch = gen.sample(config.batch_size, seed=seed * 1_000_003 + step, entity_share=config.entity_share)
+        batch = gen.sample(config.batch_size, seed=seed * 1_000_003 + step, creative="exclude", entity_share=config.entity_share)
         texts = [caps[rng.integers(len(caps))] for caps in batch.captions]
+        seen |= vocabulary_of(texts)
         image_features = F.normalize(model.encode_image(enc.pixels(batch.images)), dim=-1)
         text_features = F.normalize(model.encode_text(enc.tokenize(texts)), dim=-1)
         loss = loss_fn(image_features, text_features, model.logit_scale.exp())
@@ -219,38 +237,5 @@ def train_dual_encoder(world, config: DualEncoderConfig, seed: int, device="cpu"
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
+    enc.vocabulary = seen
     return enc, {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(float(loss.item()), 4)}
-
-
-def evaluate_dual_encoder(enc: DualEncoder, world) -> dict:
-    """Text->image recall on the 1,000 held-out val scenes (every caption a query; a hit is any
-    image with exactly the caption's attributes), strict R@1 (the caption's own image), the random
-    baseline, and entity-name -> image R@1 on the gallery."""
-    from ..evaluation.retrieval import attribute_hits, recall_at_k
-
-    val = world.val
-    texts = [c for caps in val.captions for c in caps]
-    owner = np.repeat(np.arange(len(val)), [len(c) for c in val.captions])
-    scores = enc.encode_text(texts) @ enc.encode_images(val.images).T
-    hits = attribute_hits(val.attributes, val.attributes, owner)
-    r = recall_at_k(scores, hits, ks=(1, 5, 10))
-    strict = recall_at_k(scores, [np.array([o]) for o in owner], ks=(1,))
-    random_r1 = float(np.mean([len(h) / len(val) for h in hits]))
-
-    gallery = world.gallery
-    ent = gallery.attributes["entity"]
-    idx = np.flatnonzero(ent >= 0)
-    e_texts = [c for i in idx for c in gallery.captions[i]]
-    e_owner = np.repeat(idx, [len(gallery.captions[i]) for i in idx])
-    e_scores = enc.encode_text(e_texts) @ enc.encode_images(gallery.images).T
-    entity = recall_at_k(e_scores, [np.array([o]) for o in e_owner], ks=(1,))
-    return {
-        "t2i_r1": r[1],
-        "t2i_r5": r[5],
-        "t2i_r10": r[10],
-        "strict_r1": strict[1],
-        "random_r1": round(random_r1, 4),
-        "entity_r1": entity[1],
-        "n_queries": len(texts),
-        "n_gallery": len(val),
-    }

@@ -31,6 +31,7 @@ from ..config import info
 from ..errors import TigerError
 from .text_tokenizer import IMAGE_OFFSET, check_layout, load_text_tokenizer, save_text_tokenizer, train_text_tokenizer
 from .training import warmup_cosine
+from .vocabulary import known_word_share
 from .image_token_lm import ImageTokenLM, pad_right
 
 PROMPT = "generate an image of"
@@ -97,6 +98,7 @@ class UnifiedLMM(ImageTokenLM):
         self.tokens_per_image = config.tokens_per_image
         self.vocab_size = len(tokenizer)
         self.first_word = IMAGE_OFFSET + self.codebook_size
+        self._vocabulary: set[str] | None = None
         self._head, self._null, self._describe = (self._encode([t])[0] for t in (PROMPT, NULL_PROMPT, DESCRIBE))
         fixed = 3 + self.tokens_per_image + max(len(self._head), len(self._describe))  # bos, boi, eoi/eos
         self.max_text_tokens = config.max_length - fixed
@@ -120,6 +122,12 @@ class UnifiedLMM(ImageTokenLM):
             tokenizer = load_text_tokenizer(folder)
         model = LlamaForCausalLM(config.llama_config(len(tokenizer)))
         return cls(model, tokenizer, config, device)
+
+    def known_word_share(self, texts) -> list[float]:
+        """Per text, the share of its words that are in the LMM's vocabulary (the rest are ``<unk>``)."""
+        if self._vocabulary is None:
+            self._vocabulary = {w for w in self.tokenizer.get_vocab() if w.isalnum() or "'" in w}
+        return [known_word_share(t, self._vocabulary) for t in ([texts] if isinstance(texts, str) else texts)]
 
     def save_files(self, folder: Path) -> None:
         """Files besides the weights that the checkpoint needs (the tokenizer)."""
@@ -206,7 +214,7 @@ class UnifiedLMM(ImageTokenLM):
         return re.sub(r" ' ", "'", re.sub(r" ([,.?!])", r"\1", text))
 
 
-# -- training and evaluation ----------------------------------------------------------------------
+# -- training ---------------------------------------------------------------------------------------
 
 
 def _training_sequence(lmm: UnifiedLMM, codes: list[int], text: list[int], to_text: bool, null: bool) -> tuple[list[int], int]:
@@ -217,17 +225,6 @@ def _training_sequence(lmm: UnifiedLMM, codes: list[int], text: list[int], to_te
         return prefix + text + [EOS], len(prefix)
     prefix = [BOS] + (lmm._null if null else lmm._head + text) + [BOI]
     return prefix + img + [EOI], len(prefix)
-
-
-def _entity_naming(lmm: UnifiedLMM, world, vq) -> dict:
-    """R@1 of the knowledge queries by log p(X|Y) over the gallery's entity images."""
-    ent = np.flatnonzero(np.asarray(world.gallery.attributes.get("entity", [])) >= 0)
-    q = world.queries.subset("knowledge")
-    if not len(ent) or not len(q):
-        return {}
-    rev = lmm.logp_text_given_image_matrix(vq.encode(world.gallery.load(ent)), list(q.texts))  # [entity image, query]
-    picked = ent[rev.argmax(0).numpy()]
-    return {"entity_reverse_r1": round(float(np.mean([p in set(h.tolist()) for p, h in zip(picked, q.hits)])), 4), "n_entities": len(ent)}
 
 
 def _sample_batch(rng: np.random.Generator, pools: list[np.ndarray], n: int, entity_share: float) -> np.ndarray:
@@ -324,54 +321,4 @@ def train_lmm(world, config: LMMConfig, seed: int, device="cpu", deps: dict | No
         "vocab_size": lmm.vocab_size,
         "bf16": use_bf16,
         "parameters": sum(p.numel() for p in model.parameters()),
-    }
-
-
-def evaluate_lmm(lmm: UnifiedLMM, world, deps: dict, n: int = 200, n_candidates: int = 100, n_proxy: int | None = 100, seed: int = 0) -> dict:
-    """Quality on the first ``n`` held-out val scenes (first caption each).
-
-    - forward: CLIP-T (dual-encoder cosine) of images decoded from sampled tokens (top-p 0.5),
-      for matched and for shuffled caption-image pairs.
-    - reverse: log p(text | image) ranks the image's own caption first among ``n_candidates``
-      (its own + others drawn from the ``n``).
-    - proxies (TIGeR's proxy study, caption -> image R@1 over the ``n`` images): raw
-      log p(Y|X), PMI log p(Y|X) - log p(Y|null), and reverse log p(X|Y). The forward ones
-      cost n_proxy^2 full sequences (most of the evaluation time): ``n_proxy`` (default ``n``)
-      lowers that.
-    - knowledge: each knowledge query's log p(X|Y) ranks its entity's gallery image first among
-      all entity images (the gallery's canonical images; training saw only jittered photos)."""
-    enc, vq = deps["dual_encoder"], deps["visual_tokenizer"]
-    n = min(n, len(world.val))
-    texts = [caps[0] for caps in world.val.captions[:n]]
-    codes = vq.encode(world.val.images[:n])
-    t_emb = enc.encode_text(texts)
-    i_emb = enc.encode_images(vq.decode(lmm.sample_images(texts, top_p=0.5, seed=seed)))
-    matched = float((t_emb * i_emb).sum(-1).mean())
-    shuffled = float((t_emb * i_emb.roll(1, 0)).sum(-1).mean())
-
-    rev = lmm.logp_text_given_image_matrix(codes, texts)  # [image, text]
-    rng = np.random.default_rng(seed)
-    k = min(n_candidates, n) - 1
-    top1 = []
-    for i in range(n):
-        others = rng.choice(np.delete(np.arange(n), i), size=k, replace=False)
-        top1.append(bool(rev[i, i] > rev[i, others].max()) if k else True)
-
-    m = min(n, n_proxy or n)
-    fwd = torch.stack([lmm.logp_image_given_text([t] * m, codes[:m]) for t in texts[:m]])  # [text, image]
-    null = lmm.logp_image_null(codes[:m])
-    own = torch.arange(m)
-    r1 = lambda s: round(float((s.argmax(1) == own).float().mean()), 4)  # noqa: E731
-    return {
-        **_entity_naming(lmm, world, vq),
-        "forward_clip_t": round(matched, 4),
-        "shuffled_clip_t": round(shuffled, 4),
-        "clip_t_gap": round(matched - shuffled, 4),
-        "reverse_top1": round(float(np.mean(top1)), 4),
-        "proxy_forward_r1": r1(fwd),
-        "proxy_pmi_r1": r1(fwd - null[None]),
-        "proxy_reverse_r1": r1(rev[:m, :m].T),
-        "n_eval": n,
-        "n_candidates": k + 1,
-        "n_proxy": m,
     }

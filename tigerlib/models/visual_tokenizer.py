@@ -222,27 +222,3 @@ def train_vq(world, config: VQConfig, seed: int, device="cpu") -> tuple[VQTokeni
             bar.set_postfix(loss=f"{loss.item():.4f}")
     model.eval()
     return tok, {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(float(loss.item()), 5)}
-
-
-def evaluate_tokenizer(tok: VisualTokenizer, dual_encoder, world) -> dict:
-    """Reconstructions must stay identifiable: the dual encoder retrieves each val original from
-    its reconstruction (image -> image R@1 among the 1,000 val images). Codebook usage and the
-    share of gallery images with a unique code sequence (duplicates are kept, never dropped)."""
-    from ..evaluation.retrieval import recall_at_k
-
-    val = world.val.images
-    recon = tok.decode(tok.encode(val))
-    scores = dual_encoder.encode_images(recon) @ dual_encoder.encode_images(val).T
-    r = recall_at_k(scores, [np.array([i]) for i in range(len(val))], ks=(1, 5))
-    codes = tok.encode(world.gallery.images)
-    _, inverse, counts = torch.unique(codes, dim=0, return_inverse=True, return_counts=True)
-    mse = float(np.mean((recon.astype(np.float32) - val.astype(np.float32)) ** 2))
-    return {
-        "recon_r1": r[1],
-        "recon_r5": r[5],
-        "recon_psnr": round(float(10 * np.log10(255.0**2 / max(mse, 1e-8))), 2),
-        "codebook_usage": round(len(torch.unique(codes)) / tok.codebook_size, 4),
-        "unique_share": round(float((counts[inverse] == 1).float().mean()), 4),
-        "tokens_per_image": tok.tokens_per_image,
-        "codebook_size": tok.codebook_size,
-    }
