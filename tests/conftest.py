@@ -6,6 +6,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
+# The quality tests need the built zoo: `make test-quality` runs them (TIGER_QUALITY=1).
+collect_ignore = [] if os.environ.get("TIGER_QUALITY") == "1" else ["quality"]
+
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):

@@ -217,3 +217,25 @@ def test_full_judge_reads_zero_shot():
     judge = ClipJudge(DualEncoder.create(TINY_DUAL_ENCODER))
     pred = judge.read(np.zeros((3, 32, 32, 3), np.uint8))
     assert all(len(v) == 3 for v in pred.values()) and (pred["shape"] < len(W.SHAPES)).all()
+
+
+def test_full_profile_loads_its_own_judge(monkeypatch, tmp_path):
+    """At full scale the evaluator is open_clip ViT-H-14 (laion2b), not the methods' dual encoder."""
+    from tigerlib import zoo
+    from tigerlib.config import get_settings
+    from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
+    from tigerlib.models.judge import ClipJudge
+
+    asked = []
+    monkeypatch.setattr(DualEncoder, "from_pretrained", classmethod(lambda cls, spec, device="cpu": asked.append(spec) or DualEncoder.create(TINY_DUAL_ENCODER)))
+    judge = zoo.load_judge(get_settings(profile="full", home=tmp_path, device="cpu"))
+    assert isinstance(judge, ClipJudge) and asked == ["ViT-H-14/laion2b_s32b_b79k"]
+    assert get_settings(profile="mini", home=tmp_path, device="cpu").profile.checkpoints["evaluator"] == "zoo:judge"
+
+
+def test_cli_retrieve_without_a_world_names_the_fix(home):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "tigerlib", "retrieve", "a red circle", "--json"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == "" and "tiger world build" in r.stderr.strip().splitlines()[-1]

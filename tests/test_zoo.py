@@ -13,7 +13,7 @@ from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
 from tigerlib.models.judge import TINY_JUDGE
 from tigerlib.models.lmm import TINY_LMM
 from tigerlib.models.visual_tokenizer import TINY_VQ, VQTokenizer
-from tigerlib.zoo import build_zoo, load_zoo_model, model_dir, zoo_status
+from tigerlib.zoo import FLOORS, below_floors, build_zoo, load_zoo_model, model_dir, zoo_status
 
 TINY = {"dual_encoder": TINY_DUAL_ENCODER, "visual_tokenizer": TINY_VQ, "judge": TINY_JUDGE, "lmm": TINY_LMM, "diffusion": TINY_DIFFUSION}
 ONLY = list(TINY)  # the text LLM is imported, not trained: tests/test_text_llm.py covers it
@@ -34,6 +34,10 @@ def test_build_status_and_noop(settings, tiny_world, capsys):
         assert 0.0 <= vq["metrics"][key] <= 1.0
     assert vq["metrics"]["tokens_per_image"] == 64 and vq["metrics"]["codebook_size"] == TINY_VQ.codebook_size
     assert de["train_seconds"] > 0
+    judge = status["models"]["judge"]
+    assert judge["built"] and judge["role"] == "evaluator"
+    assert set(judge["metrics"]["attribute_accuracy"]) == {"all", "shape", "color", "size", "pos", "bg"} and "entity_accuracy" in judge["metrics"]
+    assert all(isinstance(line, str) for line in below_floors(status))  # tiny models: far below, listed not raised
     capsys.readouterr()
     build_zoo(settings, only=ONLY, configs=TINY, world=tiny_world)
     assert capsys.readouterr().err.count("nothing to do") == len(TINY)
@@ -152,3 +156,19 @@ def test_diffusion_in_the_zoo(settings, tiny_world):
     a = t2i(prompt=["a red circle"], seed=0, progress=False).images
     b = load_text_to_image(settings)(prompt=["a red circle"], seed=0, progress=False).images
     assert a.shape == (1, 32, 32, 3) and np.array_equal(a, b)
+
+
+def test_floors_fail_when_a_metric_falls():
+    metrics = {name: {} for name in FLOORS}
+    for name, floors in FLOORS.items():
+        for path, floor in floors.items():
+            node = metrics[name]
+            *parents, leaf = path.split(".")
+            for key in parents:
+                node = node.setdefault(key, {})
+            node[leaf] = floor
+    status = {"models": {name: {"metrics": m} for name, m in metrics.items()}}
+    assert below_floors(status) == []
+    status["models"]["judge"]["metrics"]["attribute_accuracy"]["shape"] = 0.5
+    del status["models"]["lmm"]["metrics"]["entity_reverse_r1"]
+    assert below_floors(status) == ["judge attribute_accuracy.shape=0.5 < 0.98", "lmm entity_reverse_r1=None < 0.9"]

@@ -111,6 +111,23 @@ def retrieval_explorer(retriever, gallery, k: int = 6, prompt: str = "a large re
     return widgets.VBox([box, out])
 
 
+def judge_readings(judge, queries, n: int = 8):
+    """The ground-truth images of ``n`` queries, each titled with what the judge reads in it."""
+    from .data import world as W
+    from .viz import image_grid
+
+    images = queries.images[:n]
+    pred = judge.read(images)
+    titles = []
+    for i in range(len(images)):
+        if pred["kind"][i] == W.KIND_ENTITY:
+            read = f"entity #{pred['entity'][i]}"
+        else:
+            read = " ".join(str(vocab[pred[k][i]]) for k, vocab in (("size", W.SIZES), ("color", W.COLOR_NAMES), ("shape", W.SHAPES), ("pos", W.POSITIONS), ("bg", W.BACKGROUND_NAMES)))
+        titles.append(f"asked: {queries.texts[i]}\nread: {read}")
+    return image_grid(images, titles, ncols=min(4, len(images)), wrap=30)
+
+
 def reconstructions(tokenizer, images: np.ndarray):
     """Originals (top row) and their reconstructions from visual tokens (bottom row)."""
     from .viz import image_grid

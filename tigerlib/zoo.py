@@ -107,6 +107,31 @@ ZOO: dict[str, ZooModel] = {
 }
 
 
+# What each built mini model must reach (checked by the quality tests, tests/quality): the
+# measured values of the zoo minus a margin for seeds and machines. A nested metric is "a.b".
+FLOORS: dict[str, dict[str, float]] = {
+    "judge": {**{f"attribute_accuracy.{k}": 0.98 for k in ("all", "shape", "color", "size", "pos", "bg")}, "entity_accuracy": 0.98},
+    "dual_encoder": {"t2i_r1": 0.9, "t2i_r10": 0.98, "entity_r1": 0.95},
+    "visual_tokenizer": {"recon_r1": 0.5, "codebook_usage": 0.5},
+    "lmm": {"entity_reverse_r1": 0.9, "clip_t_gap": 0.3, "reverse_top1": 0.6, "forward_judge.all": 0.3},
+    "diffusion": {"common_r1": 0.5, "common_judge.all": 0.3, "creative_judge.all": 0.1},
+}
+
+
+def below_floors(status: dict) -> list[str]:
+    """Every "model metric=value < floor" of a zoo status (empty: all floors hold)."""
+    out = []
+    for name, floors in FLOORS.items():
+        metrics = status["models"].get(name, {}).get("metrics", {})
+        for path, floor in floors.items():
+            value = metrics
+            for key in path.split("."):
+                value = value.get(key) if isinstance(value, dict) else None
+            if not isinstance(value, (int, float)) or value < floor:
+                out.append(f"{name} {path}={value} < {floor}")
+    return out
+
+
 def model_dir(settings: Settings, name: str) -> Path:
     return settings.checkpoint_dir / name
 
@@ -238,7 +263,8 @@ def zoo_status(settings: Settings) -> dict:
         manifest, problem = check_checkpoint(model_dir(settings, name))
         rec = {"role": entry.role, "built": manifest is not None, "train_seconds": None, "metrics": {}}
         if manifest:
-            rec.update(train_seconds=manifest["train_seconds"], metrics=manifest["metrics"], parameters=manifest.get("parameters"), world_id=manifest.get("world_id"))
+            rec.update(train_seconds=manifest["train_seconds"], metrics=manifest["metrics"], parameters=manifest.get("parameters"), world_id=manifest.get("world_id"),
+                       config=manifest.get("config", {}))
             if "source" in manifest.get("training", {}):
                 rec["source"] = manifest["training"]["source"]
         else:

@@ -124,3 +124,25 @@ def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 
         out["beam_sweep"].append(row)
     return out
 
+
+
+def findings(result: dict) -> list[str]:
+    """The published orderings, stated from the numbers of :func:`evaluate_tiger` (whichever way
+    they came out): PMI vs forward, reverse vs PMI, re-ranking vs beam search, TIGeR vs dense."""
+
+    def vs(a: float, b: float) -> str:
+        return "beats" if a > b else "ties" if a == b else "loses to"
+
+    lines = []
+    for kind in KINDS:
+        if kind not in result:
+            continue
+        r, p = result[kind], result[kind]["proxy"]
+        lines += [
+            f"{kind}: PMI R@1 {p['pmi']['r1']:.2f} {vs(p['pmi']['r1'], p['forward']['r1'])} the raw forward likelihood ({p['forward']['r1']:.2f})",
+            f"{kind}: reverse R@1 {p['reverse']['r1']:.2f} {vs(p['reverse']['r1'], p['pmi']['r1'])} PMI ({p['pmi']['r1']:.2f})",
+            f"{kind}: re-ranked beam search R@1 {r['fbs_rerank']['r1']:.2f} {vs(r['fbs_rerank']['r1'], r['fbs']['r1'])} beam search alone ({r['fbs']['r1']:.2f})",
+            f"{kind}: TIGeR (re-ranked) R@1 {r['fbs_rerank']['r1']:.2f} {vs(r['fbs_rerank']['r1'], r['dense']['r1'])} dense ({r['dense']['r1']:.2f}), "
+            f"at {r['seconds_per_query']['fbs_rerank'] / max(r['seconds_per_query']['dense'], 1e-9):.0f}x its seconds per query",
+        ]
+    return lines

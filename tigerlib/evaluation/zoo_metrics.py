@@ -10,6 +10,7 @@ import torch
 
 from ..data import world as W
 from ..data.world_store import ATTR_KEYS
+from ..methods.tiger import TIGeR
 from .judging import attribute_accuracy, judge_images, pick
 from .retrieval import hit_sets, recall_at_k
 
@@ -135,8 +136,8 @@ def evaluate_lmm(lmm, world, deps: dict, n: int = 200, n_candidates: int = 100, 
         top1.append(bool(rev[i, i] > rev[i, others].max()) if k else True)
 
     m = min(n, n_proxy or n)
-    fwd = torch.stack([lmm.logp_image_given_text([t] * m, codes[:m]) for t in texts[:m]])  # [text, image]
-    null = lmm.logp_image_null(codes[:m])
+    tiger = TIGeR(lmm, codes[:m])  # the proxy study is TIGeR's: one implementation
+    fwd = tiger.forward_scores(texts[:m])  # [text, image]
     val_attrs = pick(world.val.attributes, np.arange(m))
     hits = hit_sets(val_attrs, val_attrs)
     r1 = lambda s: recall_at_k(s, hits, ks=(1,))[1]  # noqa: E731
@@ -147,7 +148,7 @@ def evaluate_lmm(lmm, world, deps: dict, n: int = 200, n_candidates: int = 100, 
         "clip_t_gap": round(matched - shuffled, 4),
         "reverse_top1": round(float(np.mean(top1)), 4),
         "val_proxy_forward_r1": r1(fwd),
-        "val_proxy_pmi_r1": r1(fwd - null[None]),
+        "val_proxy_pmi_r1": r1(tiger.proxy_scores(texts[:m], "pmi", forward=fwd)),
         "val_proxy_reverse_r1": r1(rev[:m, :m].T),
         "n_eval": n,
         "n_candidates": k + 1,

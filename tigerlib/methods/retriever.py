@@ -1,6 +1,6 @@
 """The one retrieval interface: prompts in, a ranking out.
 
-Every retriever (dense, TIGeR, and later GRACE, GILL's retrieval head, a user's own) subclasses
+Every retriever (dense and TIGeR today; GRACE and GILL's retrieval head when they land; a user's own) subclasses
 :class:`Retriever` and implements :meth:`Retriever._retrieve` for a batch of prompts. Callers use:
 
 - ``retrieve("a prompt")`` -> one :class:`Ranking`; ``retrieve([p1, p2])`` -> a list of them;

@@ -1,1 +1,3 @@
-"""The model zoo: dual encoder and visual tokenizer (and, later, the LMM, diffusion, text LLM)."""
+"""The models: architecture, training and save/load, at both scales (the judge, dual encoder,
+visual tokenizer, unified LMM, latent diffusion, frozen text LLM). ``tigerlib.zoo`` builds and
+loads them; their quality metrics live in ``tigerlib.evaluation``."""
