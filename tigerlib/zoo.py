@@ -112,9 +112,9 @@ ZOO: dict[str, ZooModel] = {
 FLOORS: dict[str, dict[str, float]] = {
     "judge": {**{f"attribute_accuracy.{k}": 0.98 for k in ("all", "shape", "color", "size", "pos", "bg")}, "entity_accuracy": 0.98},
     "dual_encoder": {"t2i_r1": 0.9, "t2i_r10": 0.98, "entity_r1": 0.95},
-    "visual_tokenizer": {"recon_r1": 0.5, "codebook_usage": 0.5},
-    "lmm": {"entity_reverse_r1": 0.9, "clip_t_gap": 0.3, "reverse_top1": 0.6, "forward_judge.all": 0.3},
-    "diffusion": {"common_r1": 0.5, "common_judge.all": 0.3, "creative_judge.all": 0.1},
+    "visual_tokenizer": {"recon_r1": 0.75, "codebook_usage": 0.9},
+    "lmm": {"entity_reverse_r1": 0.9, "clip_t_gap": 0.3, "reverse_top1": 0.7},
+    "diffusion": {"common_r1": 0.85, "creative_r1": 0.8},
 }
 
 
