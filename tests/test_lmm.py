@@ -7,9 +7,10 @@ from tigerlib.errors import TigerError
 from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
 from tigerlib.models.lmm import BOI, BOS, EOS, UNK, TINY_LMM, UnifiedLMM, train_lmm
 from tigerlib.models.visual_tokenizer import TINY_VQ
+from tigerlib.models.judge import TINY_JUDGE
 from tigerlib.zoo import build_zoo, load_zoo_model, model_dir
 
-TINY = {"dual_encoder": TINY_DUAL_ENCODER, "visual_tokenizer": TINY_VQ, "lmm": TINY_LMM}
+TINY = {"dual_encoder": TINY_DUAL_ENCODER, "visual_tokenizer": TINY_VQ, "judge": TINY_JUDGE, "lmm": TINY_LMM}
 TEXTS = ["a small red circle on the left, gray background", "", "qwzx blorp flurb", "the flag of nowhere at all in the middle of the sea"]
 
 
