@@ -113,8 +113,8 @@ FLOORS: dict[str, dict[str, float]] = {
     "judge": {**{f"attribute_accuracy.{k}": 0.98 for k in ("all", "shape", "color", "size", "pos", "bg")}, "entity_accuracy": 0.98},
     "dual_encoder": {"t2i_r1": 0.9, "t2i_r10": 0.98, "entity_r1": 0.95},
     "visual_tokenizer": {"recon_r1": 0.75, "codebook_usage": 0.9},
-    "lmm": {"entity_reverse_r1": 0.9, "clip_t_gap": 0.3, "reverse_top1": 0.7},
-    "diffusion": {"common_r1": 0.85, "creative_r1": 0.8},
+    "lmm": {"entity_reverse_r1": 0.9, "clip_t_gap": 0.3, "reverse_top1": 0.7, "forward_judge.all": 0.03},
+    "diffusion": {"common_r1": 0.85, "creative_r1": 0.8, "common_judge.all": 0.5, "creative_judge.all": 0.4},
 }
 
 

@@ -31,6 +31,7 @@ def test_judge_reads_fresh_images(zoo, world):
     """The judge, on world images from a stream neither its training nor the zoo's check used."""
     fresh = world.generator.sample(1500, seed=2**31 + 7, creative="include", entity_share=0.3)
     acc = attribute_accuracy(zoo["judge"].read(fresh.images), fresh.attributes)
+    print(f"\njudge on fresh images: {acc}")
     for k in W.ATTRIBUTES + ("entity",):
         assert acc[k] >= 0.98, (k, acc)
 
@@ -59,6 +60,7 @@ def proxy_study(zoo, world):
             "pmi": recall_at_k(tiger.proxy_scores(list(q.texts), "pmi", forward=fwd), hits, (1,))[1],
             "reverse": recall_at_k(tiger.reverse_scores(list(q.texts)), hits, (1,))[1],
         }
+    print(f"\nproxy study R@1 ({N} queries per kind, {SUB_GALLERY}-image sub-gallery): {out}")
     return out
 
 
@@ -81,6 +83,7 @@ def beam_search(zoo, world):
         q = _queries(world, kind)
         answers = tiger.retrieve(list(q.texts), num_beams=100)
         out[kind] = {"fbs": recall_at_k([a.search.ranked_items() for a in answers], q.hits, (1,))[1], "fbs_rerank": recall_at_k(answers, q.hits, (1,))[1]}
+    print(f"\nbeam search R@1 ({N} queries per kind, 100 beams, full gallery): {out}")
     return out
 
 
@@ -97,7 +100,9 @@ def test_dense_retrieves_common_scenes(zoo, world):
     dense = DenseRetriever(zoo["dual_encoder"], world.gallery.images)
     for kind, floor in (("common", 0.85), ("knowledge", 0.9)):
         q = _queries(world, kind)
-        assert recall_at_k(dense.retrieve(list(q.texts), k=10), q.hits, (1,))[1] >= floor, kind
+        r1 = recall_at_k(dense.retrieve(list(q.texts), k=10), q.hits, (1,))[1]
+        print(f"\ndense R@1 {kind}: {r1}")
+        assert r1 >= floor, kind
 
 
 def test_a_prompt_without_known_words_is_flagged(zoo, world):
@@ -116,4 +121,5 @@ def test_creative_prompts_have_no_exact_match_but_a_near_miss(zoo, world):
     top1 = np.array([r.top1 for r in DenseRetriever(zoo["dual_encoder"], world.gallery.images).retrieve(list(q.texts), k=1)])
     reading = zoo["judge"].read(world.gallery.load(top1))
     right = np.mean([np.mean([reading[k][i] == q.attributes[k][i] for k in W.ATTRIBUTES]) for i in range(N)])
+    print(f"\ncreative prompts: share of attributes right in dense's top-1 (judged): {right:.3f}")
     assert right >= 0.6, right
