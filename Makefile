@@ -33,7 +33,7 @@ zoo: setup
 	$(BIN)/tiger zoo build
 
 test-quality: zoo
-	TIGER_QUALITY=1 $(BIN)/python -m pytest -rA tests/quality
+	TIGER_QUALITY=1 $(BIN)/python -m pytest -rA --durations=5 tests/quality
 
 test-notebooks: zoo
 	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
