@@ -6,7 +6,7 @@
 - re-ranked beam search beats beam search alone, and finds the knowledge entities;
 - the dense baseline retrieves common scenes.
 
-Sizes: ``N`` queries per kind (knowledge, common). The proxy study ranks a 150-image sub-gallery
+Sizes: ``N`` queries per kind (knowledge, common). The proxy study ranks a 120-image sub-gallery
 (each query's hits plus shared distractors): a full-gallery forward ranking costs ~5 s per query.
 """
 import numpy as np
@@ -18,7 +18,7 @@ from tigerlib.methods import DenseRetriever, TIGeR
 from tigerlib.zoo import FLOORS, below_floors, zoo_status
 
 N = 30
-SUB_GALLERY = 150
+SUB_GALLERY = 120
 
 
 def test_zoo_models_reach_their_floors(settings, zoo):
