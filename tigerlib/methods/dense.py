@@ -37,5 +37,5 @@ class DenseRetriever(Retriever):
         s = self.scores(prompts)
         top = s.topk(len(self) if k is None else min(k, len(self)), dim=1)
         seconds = (time.perf_counter() - t0) / max(1, len(prompts))
-        known = getattr(self.encoder, "known_word_share", lambda t: [1.0] * len(t))(prompts)
+        known = self.encoder.known_word_share(prompts)
         return [Ranking(p, top.indices[i].cpu(), top.values[i].cpu(), self.score_name, seconds, known[i]) for i, p in enumerate(prompts)]

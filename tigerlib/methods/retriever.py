@@ -12,7 +12,7 @@ A :class:`Ranking` holds gallery indices best first, their scores on one scale p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,7 +31,6 @@ class Ranking:
     score_name: str
     seconds: float = 0.0
     known_word_share: float = 1.0  # share of the prompt's words seen in training; 0: the model understood nothing
-    extra: dict = field(default_factory=dict)
 
     @property
     def top1(self) -> int:

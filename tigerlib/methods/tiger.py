@@ -82,11 +82,6 @@ class TIGeR(Retriever):
         """Gallery images whose token sequence another image also has (beyond the first)."""
         return len(self.codes) - self.trie.num_leaves
 
-    def known_word_share(self, prompts) -> list[float]:
-        texts, _ = check_prompts(prompts)
-        known = getattr(self.lmm, "known_word_share", None)
-        return known(texts) if known else [1.0] * len(texts)
-
     # -- 1. proxies, full ranking -----------------------------------------------------------------
     def null_scores(self) -> torch.Tensor:
         """log p(Y | null prompt) for every gallery image [N], computed once and cached."""
@@ -139,7 +134,7 @@ class TIGeR(Retriever):
         sequence move together."""
         if rerank is not None and int(rerank) < 0:
             raise TigerError(f"rerank={rerank}: pass how many candidates to re-rank (0: none, None: all)")
-        known = self.known_word_share(prompts)
+        known = self.lmm.known_word_share(prompts)
         return [self._retrieve_one(p, k, num_beams, eta, rerank, early_stop, share) for p, share in zip(prompts, known)]
 
     def _retrieve_one(self, prompt, k, num_beams, eta, rerank, early_stop, known) -> TIGeRRanking:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..errors import TigerError
 from .training import warmup_cosine
-from .vocabulary import known_word_share, unknown_prompt_warning
+from .vocabulary import known_word_shares, unknown_prompt_warning
 
 
 @dataclass(frozen=True)
@@ -203,8 +203,7 @@ class LatentDiffusion(TextToImage):
             latents = self.scheduler.step(torch.cat(out), t, latents).prev_sample
         known = None
         if prompts is not None:
-            shares = self.text_encoder.known_word_share(prompts) if hasattr(self.text_encoder, "known_word_share") else [known_word_share(p, None) for p in prompts]
-            known = list(zip(prompts, shares))
+            known = list(zip(prompts, self.text_encoder.known_word_share(prompts)))
         if output_type == "latent":
             return _images_out(latents, known)
         return _images_out(self.decode_latents(latents), known)
@@ -258,7 +257,7 @@ class StableDiffusion(TextToImage):
             output_type="latent" if output_type == "latent" else "np",
             **kwargs,
         )
-        known = None if prompts is None else [(p, known_word_share(p, None)) for p in prompts]
+        known = None if prompts is None else list(zip(prompts, known_word_shares(prompts, None)))
         if output_type == "latent":
             return _images_out(out.images, known)
         return _images_out((np.clip(out.images, 0, 1) * 255).round().astype(np.uint8), known)

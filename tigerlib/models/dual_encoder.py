@@ -25,7 +25,7 @@ from ..config import info
 from ..data.dataset import as_uint8_images
 from ..errors import TigerError
 from .training import warmup_cosine
-from .vocabulary import known_word_share, vocabulary_of
+from .vocabulary import known_word_shares, vocabulary_of
 
 MINI_CLIP_NAME = "tiger-mini-clip"
 VOCABULARY_FILE = "vocabulary.json"
@@ -128,7 +128,7 @@ class DualEncoder:
 
     def known_word_share(self, texts) -> list[float]:
         """Per text, the share of its words seen in training (see ``vocabulary.py``)."""
-        return [known_word_share(t, self.vocabulary) for t in ([texts] if isinstance(texts, str) else texts)]
+        return known_word_shares(texts, self.vocabulary)
 
     @classmethod
     def from_pretrained(cls, spec: str, device="cpu", pretrained: bool = True) -> "DualEncoder":

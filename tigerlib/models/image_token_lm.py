@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..errors import TigerError
 from .visual_tokenizer import check_codes
+from .vocabulary import known_word_shares
 
 
 def pad_right(seqs: list[list[int]], pad: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,10 +38,15 @@ class ImageTokenLM:
     image_offset: int  # token id of image code 0
     vocab_size: int  # width of the model's logits
     pad_id: int = 0
+    vocabulary: set[str] | None = None  # words seen in training (mini); None: pretrained, any word counts
 
     @property
     def image_ids(self) -> torch.Tensor:
         return torch.arange(self.image_offset, self.image_offset + self.codebook_size)
+
+    def known_word_share(self, texts) -> list[float]:
+        """Per text, the share of its words the model knows (see ``vocabulary.py``)."""
+        return known_word_shares(texts, self.vocabulary)
 
     # -- token ids ------------------------------------------------------------------------------
     def check_codes(self, codes) -> torch.Tensor:

@@ -152,7 +152,6 @@ class ClipJudge:
 
     def __init__(self, dual_encoder):
         self.encoder = dual_encoder
-        self.model = dual_encoder.model
         self._text = {k: dual_encoder.encode_text([self.PROMPTS[k].format(v) for v in vals]) for k, vals in self.VALUES.items()}
 
     @classmethod

@@ -31,7 +31,6 @@ from ..config import info
 from ..errors import TigerError
 from .text_tokenizer import IMAGE_OFFSET, check_layout, load_text_tokenizer, save_text_tokenizer, train_text_tokenizer
 from .training import warmup_cosine
-from .vocabulary import known_word_share
 from .image_token_lm import ImageTokenLM, pad_right
 
 PROMPT = "generate an image of"
@@ -98,7 +97,7 @@ class UnifiedLMM(ImageTokenLM):
         self.tokens_per_image = config.tokens_per_image
         self.vocab_size = len(tokenizer)
         self.first_word = IMAGE_OFFSET + self.codebook_size
-        self._vocabulary: set[str] | None = None
+        self.vocabulary = {w for w in tokenizer.get_vocab() if w.isalnum() or "'" in w}  # the rest become <unk>
         self._head, self._null, self._describe = (self._encode([t])[0] for t in (PROMPT, NULL_PROMPT, DESCRIBE))
         fixed = 3 + self.tokens_per_image + max(len(self._head), len(self._describe))  # bos, boi, eoi/eos
         self.max_text_tokens = config.max_length - fixed
@@ -122,12 +121,6 @@ class UnifiedLMM(ImageTokenLM):
             tokenizer = load_text_tokenizer(folder)
         model = LlamaForCausalLM(config.llama_config(len(tokenizer)))
         return cls(model, tokenizer, config, device)
-
-    def known_word_share(self, texts) -> list[float]:
-        """Per text, the share of its words that are in the LMM's vocabulary (the rest are ``<unk>``)."""
-        if self._vocabulary is None:
-            self._vocabulary = {w for w in self.tokenizer.get_vocab() if w.isalnum() or "'" in w}
-        return [known_word_share(t, self._vocabulary) for t in ([texts] if isinstance(texts, str) else texts)]
 
     def save_files(self, folder: Path) -> None:
         """Files besides the weights that the checkpoint needs (the tokenizer)."""

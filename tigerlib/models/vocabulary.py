@@ -25,6 +25,11 @@ def known_word_share(text, vocabulary: set[str] | frozenset[str] | None) -> floa
     return round(sum(w in vocabulary for w in ws) / len(ws), 4)
 
 
+def known_word_shares(texts, vocabulary: set[str] | frozenset[str] | None) -> list[float]:
+    """:func:`known_word_share` of one text (a one-item list) or of each text of a list."""
+    return [known_word_share(t, vocabulary) for t in ([texts] if isinstance(texts, str) else texts)]
+
+
 def vocabulary_of(texts) -> set[str]:
     """Every word of the given texts (what a model trained on them has seen)."""
     out: set[str] = set()
