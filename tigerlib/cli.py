@@ -56,6 +56,18 @@ def cmd_bench_world(args, s) -> None:
     _print_json(result) if args.json else print(f"{result['images_per_second']:.0f} images/s at {result['image_size']}px (n={result['n']}, one core)")
 
 
+def cmd_bench_zoo(args, s) -> None:
+    from .zoo import bench_zoo
+
+    result = bench_zoo(s, steps=args.steps, only=args.only, evaluate=not args.no_eval)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for name, r in result["models"].items():
+            print(f"{name:17s} {r['steps_per_second']:6.2f} steps/s  phases {r['phases']}  eval {r.get('evaluation_seconds', '-')} s  build ~{r['estimated_build_seconds']:.0f} s")
+        print(f"whole zoo ~{result['estimated_zoo_seconds']:.0f} s")
+
+
 def cmd_bench_trie(args, s) -> None:
     from .decoding.trie_benchmark import format_results, run_trie_benchmark
 
@@ -190,6 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     bw.add_argument("--image-size", type=int)
     bw.add_argument("--json", action="store_true")
     bw.set_defaults(func=cmd_bench_world)
+    bz = bench.add_parser("zoo", help="seconds per training phase and steps/s of each zoo model, on a few steps")
+    bz.add_argument("--steps", type=int, default=20)
+    bz.add_argument("--only", nargs="+", choices=[n for n in ("judge", "dual_encoder", "visual_tokenizer", "lmm", "diffusion")])
+    bz.add_argument("--no-eval", action="store_true", help="skip timing the in-build evaluations")
+    bz.add_argument("--json", action="store_true")
+    bz.set_defaults(func=cmd_bench_zoo)
     bt = bench.add_parser("trie", help="tensor trie vs the nested-dict reference")
     bt.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000, 1_000_000])
     bt.add_argument("--beams", type=int, default=800)

@@ -42,7 +42,13 @@ class ZooModel:
     files: bool = False  # the model saves more than its weights (model.save_files(folder), e.g. a tokenizer)
     runs_with_needs: bool = False  # loading it loads its dependencies too (the diffusion model decodes with the VQ)
     config_for: Callable | None = None  # (world) -> the default config, where it depends on the world
+    sources: tuple[str, ...] = ()  # modules of its training code (tigerlib.models.*): a change there rebuilds it
+    seconds: float = 0.0  # build seconds of the default recipe on the course's 2-core CPU (`tiger bench zoo`): the plan's estimate
 
+
+# Measured build seconds (training + evaluation) of each default recipe on the course's 2-core CPU
+# (AMD EPYC, AVX2, no bf16) with `tiger zoo build`; only the start-of-build plan uses them.
+JUDGE_SECONDS, DUAL_ENCODER_SECONDS, VQ_SECONDS, LMM_SECONDS, DIFFUSION_SECONDS, TEXT_LLM_SECONDS = 60.0, 180.0, 330.0, 650.0, 400.0, 23.0
 
 ZOO: dict[str, ZooModel] = {
     "judge": ZooModel(
@@ -54,6 +60,8 @@ ZOO: dict[str, ZooModel] = {
         lambda model, world, deps: evaluate_judge(model, world),
         lambda cfg, device, folder, deps: AttributeJudge.create(cfg, device),
         config_for=lambda world: JudgeConfig(n_entities=world.config.n_entities),
+        sources=("judge",),
+        seconds=JUDGE_SECONDS,
     ),
     "dual_encoder": ZooModel(
         "dual_encoder",
@@ -64,6 +72,8 @@ ZOO: dict[str, ZooModel] = {
         lambda model, world, deps: evaluate_dual_encoder(model, world),
         lambda cfg, device, folder, deps: DualEncoder.create(cfg, device, folder),
         files=True,
+        sources=("dual_encoder", "text_tokenizer", "vocabulary"),
+        seconds=DUAL_ENCODER_SECONDS,
     ),
     "visual_tokenizer": ZooModel(
         "visual_tokenizer",
@@ -73,6 +83,8 @@ ZOO: dict[str, ZooModel] = {
         lambda world, cfg, seed, device, deps: train_vq(world, cfg, seed, device),
         lambda model, world, deps: evaluate_tokenizer(model, deps["dual_encoder"], world),
         lambda cfg, device, folder, deps: VQTokenizer.create(cfg, device),
+        sources=("visual_tokenizer",),
+        seconds=VQ_SECONDS,
     ),
     "lmm": ZooModel(
         "lmm",
@@ -83,6 +95,8 @@ ZOO: dict[str, ZooModel] = {
         evaluate_lmm,
         lambda cfg, device, folder, deps: UnifiedLMM.create(cfg, device, folder),
         files=True,
+        sources=("lmm", "image_token_lm", "text_tokenizer", "vocabulary"),
+        seconds=LMM_SECONDS,
     ),
     "diffusion": ZooModel(
         "diffusion",
@@ -93,6 +107,8 @@ ZOO: dict[str, ZooModel] = {
         evaluate_diffusion,
         lambda cfg, device, folder, deps: LatentDiffusion.for_models(cfg, deps["dual_encoder"], deps["visual_tokenizer"], device),
         runs_with_needs=True,
+        sources=("diffusion",),
+        seconds=DIFFUSION_SECONDS,
     ),
     "text_llm": ZooModel(
         "text_llm",
@@ -103,6 +119,8 @@ ZOO: dict[str, ZooModel] = {
         lambda model, world, deps: {},
         lambda cfg, device, folder, deps: TextLLM.create(cfg, device, folder),
         files=True,
+        sources=("text_llm",),
+        seconds=TEXT_LLM_SECONDS,
     ),
 }
 
@@ -179,42 +197,96 @@ def _entry(name: str) -> ZooModel:
 
 
 def build_zoo(settings: Settings, only: list[str] | None = None, force: bool = False, configs: dict[str, Any] | None = None, world=None) -> dict:
-    """Train every missing model (or those in ``only``, with their dependencies), evaluate it and
-    save it. Returns the status object. ``configs`` overrides a model's config (tests use tiny ones)."""
+    """Train every missing or stale model (or those in ``only``, with their dependencies), evaluate
+    it and save it. Returns the status object. ``configs`` overrides a model's config (tests use
+    tiny ones). Prints the plan with a time estimate first and a table of seconds per model last.
+    An interrupted build keeps every finished model and resumes at the one it was on."""
     from .data.world_store import build_world
 
     wanted = list(ZOO) if not only else [_entry(n).name for n in only]
     order = [n for n in ZOO if n in wanted or any(n in ZOO[w].needs for w in wanted)]
     world = world or build_world(settings.data_dir, settings.world_config())
     configs = configs or {}
-    loaded: dict[str, Any] = {}
+    plan = []
     for name in order:
         entry = ZOO[name]
-        manifest, problem = check_checkpoint(model_dir(settings, name))
         config = configs.get(name) or (entry.config_for(world) if entry.config_for else entry.config_class())
-        rebuild = force and name in wanted
-        if manifest is not None and not rebuild:
-            if manifest.get("world_id") != world.id:
-                problem = f"trained on world {manifest.get('world_id')}, not {world.id}"
-            elif json.loads(json.dumps(asdict(config))) != manifest.get("config"):
-                problem = "built with another config (the library's recipe changed)"
-            elif manifest.get("needs", {}) != _dependency_hashes(settings, entry):
-                problem = f"trained against other versions of {', '.join(entry.needs)}"
-            else:
-                info(f"{name}: already built ({model_dir(settings, name)}): nothing to do")
-                continue
-        if problem and problem != "not built":
+        problem = _stale(settings, entry, config, world, force and name in wanted, planned=[n for n, _, _ in plan])
+        if problem is None:
+            info(f"{name}: already built ({model_dir(settings, name)}): nothing to do")
+        else:
+            plan.append((name, config, problem))
+    if plan:
+        estimate = sum(_estimate(ZOO[n], c) for n, c, _ in plan)
+        info(f"zoo: {len(plan)} model(s) to train, about {estimate / 60:.0f} min on a 2-core CPU: " + ", ".join(f"{n} (~{_estimate(ZOO[n], c):.0f}s)" for n, c, _ in plan))
+    loaded: dict[str, Any] = {}
+    built = []
+    for name, config, problem in plan:
+        entry = ZOO[name]
+        if problem != "not built":
             info(f"{name}: {problem}: rebuilding")
+        _remove_partials(model_dir(settings, name))  # left by a killed build
         deps = {d: loaded.get(d) or load_zoo_model(settings, d) for d in entry.needs}
         info(f"{name}: training ({entry.config_class.__name__}) ...")
         t0 = time.perf_counter()
         torch.manual_seed(settings.seed)
         model, stats = entry.train(world, config, settings.seed, settings.device, deps)
+        t1 = time.perf_counter()
         metrics = entry.evaluate(model, world, deps)
         _save(settings, entry, model, config, world, stats, metrics, time.perf_counter() - t0)
         loaded[name] = model
-        info(f"{name}: built in {stats['train_seconds']:.0f}s of training; {metrics}")
+        built.append((name, t1 - t0, time.perf_counter() - t1))
+        info(f"{name}: built in {time.perf_counter() - t0:.0f}s ({stats['train_seconds']:.0f}s of training); {metrics}")
+    if built:
+        rows = [f"  {n:17s} {tr:7.0f} {ev:7.0f} {tr + ev:7.0f}" for n, tr, ev in built]
+        total = sum(tr + ev for _, tr, ev in built)
+        info("\n".join(["zoo: seconds per model", f"  {'model':17s} {'train':>7s} {'eval':>7s} {'total':>7s}", *rows, f"  {'all':17s} {'':7s} {'':7s} {total:7.0f}"]))
     return zoo_status(settings)
+
+
+def _stale(settings: Settings, entry: ZooModel, config, world, force: bool, planned: list[str]) -> str | None:
+    """Why the model must be (re)built, or None when its checkpoint is current."""
+    manifest, problem = check_checkpoint(model_dir(settings, entry.name))
+    if force:
+        return "rebuild asked for"
+    if manifest is None:
+        return problem
+    if manifest.get("world_id") != world.id:
+        return f"trained on world {manifest.get('world_id')}, not {world.id}"
+    if json.loads(json.dumps(asdict(config))) != manifest.get("config"):
+        return "built with another config (the library's recipe changed)"
+    if manifest.get("recipe_hash") != recipe_hash(entry):
+        return "its training code changed since it was built"
+    if any(d in planned for d in entry.needs) or manifest.get("needs", {}) != _dependency_hashes(settings, entry):
+        return f"trained against other versions of {', '.join(entry.needs)}"
+    return None
+
+
+def _estimate(entry: ZooModel, config) -> float:
+    """The plan's seconds for a model: its measured default build, scaled by the recipe's steps."""
+    default = entry.config_class() if entry.name != "judge" else JudgeConfig()
+    steps, base = getattr(config, "steps", None), getattr(default, "steps", None)
+    return entry.seconds * (steps / base if steps and base else 1.0)
+
+
+def _remove_partials(path: Path) -> None:
+    import shutil
+
+    for p in path.parent.glob(f".{path.name}.*.partial"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def recipe_hash(entry: ZooModel) -> str:
+    """sha256 over the source of the model's training code (its ``sources`` modules and the shared
+    training helpers): editing a training loop makes the built model stale, as a config change does."""
+    import hashlib
+    import importlib
+
+    digest = hashlib.sha256()
+    for module in sorted(set(entry.sources) | {"training"}):
+        digest.update(module.encode())
+        digest.update(Path(importlib.import_module(f"tigerlib.models.{module}").__file__).read_bytes())
+    return digest.hexdigest()
 
 
 def _dependency_hashes(settings: Settings, entry: ZooModel) -> dict[str, str | None]:
@@ -246,6 +318,7 @@ def _save(settings, entry: ZooModel, model, config, world, stats: dict, metrics:
                 "seed": settings.seed,
                 "world_id": world.id,
                 "needs": _dependency_hashes(settings, entry),
+                "recipe_hash": recipe_hash(entry),
                 "train_seconds": stats["train_seconds"],
                 "build_seconds": round(wall, 1),
                 "training": stats,
@@ -314,3 +387,52 @@ def load_lmm(settings: Settings):
     from .models.janus_lmm import JanusLMM
 
     return load_role(settings, "lmm", JanusLMM.from_pretrained)
+
+
+# -- benchmark ------------------------------------------------------------------------------------
+
+
+def bench_zoo(settings: Settings, steps: int = 20, only: list[str] | None = None, evaluate: bool = True, world=None) -> dict:
+    """Seconds per training phase (data, forward, backward, optimizer) and steps per second of
+    every trained zoo model over ``steps`` steps of its default recipe, its in-build evaluation's
+    seconds, and the full build's estimate (the measured step rate times the recipe's steps).
+    Dependencies come from the built zoo where they are built, otherwise from these short runs."""
+    from dataclasses import replace
+
+    from .data.world_store import build_world
+
+    if steps < 1:
+        raise TigerError(f"need steps >= 1, got {steps}")
+    world = world or build_world(settings.data_dir, settings.world_config())
+    names = [n for n in ZOO if n != "text_llm" and (not only or n in only)]
+    made: dict[str, Any] = {}
+    out: dict[str, Any] = {"steps": steps, "threads": torch.get_num_threads(), "models": {}}
+    for name in [n for n in ZOO if n in names or any(n in ZOO[m].needs for m in names)]:
+        entry = ZOO[name]
+        deps = {d: made[d] for d in entry.needs}
+        if name not in names:
+            made[name] = load_zoo_model(settings, name) if check_checkpoint(model_dir(settings, name))[0] else None
+            if made[name] is not None:
+                continue
+        full = entry.config_for(world) if entry.config_for else entry.config_class()
+        config = replace(full, steps=steps, **({"warmup": 1} if hasattr(full, "warmup") else {}))
+        torch.manual_seed(settings.seed)
+        t0 = time.perf_counter()
+        model, stats = entry.train(world, config, settings.seed, settings.device, deps)
+        train_s = time.perf_counter() - t0
+        made[name] = model
+        if name not in names:
+            continue
+        phases = stats.get("phases", {})
+        loop = sum(v for k, v in phases.items() if k != "encode")
+        rec = {"steps": steps, "seconds": round(train_s, 2), "phases": phases, "steps_per_second": round(steps / max(loop, 1e-9), 3),
+               "recipe_steps": full.steps, "batch_size": getattr(full, "batch_size", None)}
+        if evaluate:
+            t0 = time.perf_counter()
+            entry.evaluate(model, world, deps)
+            rec["evaluation_seconds"] = round(time.perf_counter() - t0, 2)
+        rec["estimated_build_seconds"] = round(train_s - loop + loop / steps * full.steps + rec.get("evaluation_seconds", 0.0), 1)
+        out["models"][name] = rec
+        info(f"bench {name}: {rec}")
+    out["estimated_zoo_seconds"] = round(sum(r["estimated_build_seconds"] for r in out["models"].values()), 1)
+    return out

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 
@@ -14,3 +15,23 @@ def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, steps: int) -> torch.
         return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, steps))))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class Phases:
+    """Seconds per phase of a training loop: call ``mark(name)`` at the end of each phase and the
+    time since the previous mark is added to it (``tiger bench zoo`` reports these)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self.start()
+
+    def start(self) -> None:
+        self._t = time.perf_counter()
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._t
+        self._t = now
+
+    def summary(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.seconds.items()}
