@@ -172,3 +172,98 @@ def test_floors_fail_when_a_metric_falls():
     status["models"]["judge"]["metrics"]["attribute_accuracy"]["shape"] = 0.5
     del status["models"]["lmm"]["metrics"]["entity_reverse_r1"]
     assert below_floors(status) == ["judge attribute_accuracy.shape=0.5 < 0.98", "lmm entity_reverse_r1=None < 0.9"]
+
+
+KILLED_BUILD = """
+import sys, time
+from dataclasses import replace
+import tigerlib.zoo as zoo
+from tigerlib.config import get_settings
+from tigerlib.data import WorldConfig, build_world
+from tests.conftest import TINY_WORLD
+from tests.test_zoo import TINY
+
+world = build_world(sys.argv[1], WorldConfig(**TINY_WORLD))
+real = zoo.ZOO["visual_tokenizer"].train
+
+def train_then_hang(*args):
+    model, stats = real(*args)  # the training really ran; the process dies before the model is saved
+    open(sys.argv[2], "w").close()
+    time.sleep(600)
+
+zoo.ZOO["visual_tokenizer"] = replace(zoo.ZOO["visual_tokenizer"], train=train_then_hang)
+zoo.build_zoo(get_settings(device="cpu"), only=["judge", "dual_encoder", "visual_tokenizer"], configs=TINY, world=world)
+"""
+
+
+def test_a_killed_build_keeps_finished_models_and_resumes(settings, tmp_path, capsys):
+    """SIGKILL in the middle of the third model: the first two stay built and are not retrained,
+    the third is not accepted half-done, and the next build trains only what is missing."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    from tigerlib.data import WorldConfig, load_world
+
+    from .conftest import TINY_WORLD
+
+    marker = tmp_path / "training-done"
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(tmp_path / "data"), str(marker)], cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    deadline = time.time() + 240
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), f"the build did not reach the third model (exit code {proc.poll()})"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    status = zoo_status(settings)["models"]
+    assert status["judge"]["built"] and status["dual_encoder"]["built"] and not status["visual_tokenizer"]["built"]
+    with pytest.raises(TigerError, match="zoo build"):
+        load_zoo_model(settings, "visual_tokenizer")
+    before = {n: (model_dir(settings, n) / "manifest.json").read_bytes() for n in ("judge", "dual_encoder")}
+    capsys.readouterr()
+    build_zoo(settings, only=["judge", "dual_encoder", "visual_tokenizer"], configs=TINY, world=load_world(tmp_path / "data", WorldConfig(**TINY_WORLD)))
+    err = capsys.readouterr().err
+    assert "judge: already built" in err and "dual_encoder: already built" in err and "visual_tokenizer: training" in err
+    assert before == {n: (model_dir(settings, n) / "manifest.json").read_bytes() for n in before}
+    assert zoo_status(settings)["models"]["visual_tokenizer"]["built"]
+    assert not list(model_dir(settings, "visual_tokenizer").parent.glob(".*.partial"))
+
+
+def test_an_interrupted_save_leaves_no_checkpoint(settings, tiny_world, monkeypatch):
+    """Ctrl-C while the checkpoint is being written: the weights file is on disk in the temporary
+    folder, but no checkpoint appears and the models built before it are kept."""
+    import tigerlib.zoo as zoo
+
+    build_zoo(settings, only=["judge"], configs=TINY, world=tiny_world)
+
+    def interrupted(path, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zoo, "atomic_write_json", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_zoo(settings, only=["dual_encoder"], configs=TINY, world=tiny_world)
+    monkeypatch.undo()
+    status = zoo_status(settings)["models"]
+    assert status["judge"]["built"] and not status["dual_encoder"]["built"]
+    assert not model_dir(settings, "dual_encoder").exists()
+
+
+def test_recipe_hash_covers_the_training_code(settings, tiny_world, monkeypatch, capsys):
+    """Editing a model's training module (here: its bytes as read) makes the built model stale."""
+    from pathlib import Path
+
+    import tigerlib.models.judge as judge_module
+    import tigerlib.zoo as zoo
+
+    build_zoo(settings, only=["judge"], configs=TINY, world=tiny_world)
+    before, other = zoo.recipe_hash(zoo.ZOO["judge"]), zoo.recipe_hash(zoo.ZOO["dual_encoder"])
+    source = Path(judge_module.__file__).resolve()
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: real(self) + (b"\n# edited\n" if self.resolve() == source else b""))
+    assert zoo.recipe_hash(zoo.ZOO["judge"]) != before
+    assert zoo.recipe_hash(zoo.ZOO["dual_encoder"]) == other  # another model's code: not stale
+    capsys.readouterr()
+    build_zoo(settings, only=["judge"], configs=TINY, world=tiny_world)
+    assert "judge: its training code changed" in capsys.readouterr().err
