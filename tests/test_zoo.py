@@ -267,3 +267,23 @@ def test_recipe_hash_covers_the_training_code(settings, tiny_world, monkeypatch,
     capsys.readouterr()
     build_zoo(settings, only=["judge"], configs=TINY, world=tiny_world)
     assert "judge: its training code changed" in capsys.readouterr().err
+
+
+def test_dual_encoder_tokenizer_is_sized_to_the_world_and_never_unknown(tiny_world):
+    """Byte-level BPE trained on the world: its words become few tokens, any other text (another
+    script, emoji, a misspelling) still becomes byte tokens, and the text is pooled at <eot>."""
+    from tigerlib.models.dual_encoder import EOT, PAD, SOT, WorldTokenizer, tokenizer_texts
+
+    tok = WorldTokenizer.train(tokenizer_texts(tiny_world), TINY_DUAL_ENCODER)
+    assert len(tok) <= TINY_DUAL_ENCODER.vocab_size
+    caption = tiny_world.train.captions[0][0]
+    for text in (caption, "红色的圆 🟥", "a crimzon cirkle"):
+        ids = tok([text])[0].tolist()
+        body = ids[1 : ids.index(EOT)]
+        assert ids[0] == SOT and body and all(PAD < i < len(tok) and i not in (SOT, EOT) for i in body)
+    assert len(tok([caption])[0].nonzero()) < len(caption.split()) * 3  # the world's words are merged, not spelled out
+    long = tok([" ".join(["red circle"] * 100)])[0]
+    assert len(long) == TINY_DUAL_ENCODER.context_length and long[-1] == EOT
+    enc = DualEncoder.create(TINY_DUAL_ENCODER, tokenizer=tok)
+    enc.vocabulary = {"red", "circle"}
+    assert enc.known_word_share(["红色的圆", "a red circle"]) == [0.0, round(2 / 3, 4)]
