@@ -48,7 +48,7 @@ class ZooModel:
 
 # Measured build seconds (training + evaluation) of each default recipe on the course's 2-core CPU
 # (AMD EPYC, AVX2, no bf16) with `tiger zoo build`; only the start-of-build plan uses them.
-JUDGE_SECONDS, DUAL_ENCODER_SECONDS, VQ_SECONDS, LMM_SECONDS, DIFFUSION_SECONDS, TEXT_LLM_SECONDS = 60.0, 180.0, 330.0, 650.0, 400.0, 23.0
+JUDGE_SECONDS, DUAL_ENCODER_SECONDS, VQ_SECONDS, LMM_SECONDS, DIFFUSION_SECONDS, TEXT_LLM_SECONDS = 60.0, 610.0, 440.0, 900.0, 560.0, 23.0
 
 ZOO: dict[str, ZooModel] = {
     "judge": ZooModel(
