@@ -184,21 +184,23 @@ from tests.conftest import TINY_WORLD
 from tests.test_zoo import TINY
 
 world = build_world(sys.argv[1], WorldConfig(**TINY_WORLD))
-real = zoo.ZOO["visual_tokenizer"].train
+real = zoo.atomic_write_json
 
-def train_then_hang(*args):
-    model, stats = real(*args)  # the training really ran; the process dies before the model is saved
-    open(sys.argv[2], "w").close()
-    time.sleep(600)
+def hang_in_the_third_save(path, data):
+    if ".visual_tokenizer." in str(path):  # its weights are written in the temporary folder: die there
+        open(sys.argv[2], "w").close()
+        time.sleep(600)
+    real(path, data)
 
-zoo.ZOO["visual_tokenizer"] = replace(zoo.ZOO["visual_tokenizer"], train=train_then_hang)
+zoo.atomic_write_json = hang_in_the_third_save
 zoo.build_zoo(get_settings(device="cpu"), only=["judge", "dual_encoder", "visual_tokenizer"], configs=TINY, world=world)
 """
 
 
 def test_a_killed_build_keeps_finished_models_and_resumes(settings, tmp_path, capsys):
-    """SIGKILL in the middle of the third model: the first two stay built and are not retrained,
-    the third is not accepted half-done, and the next build trains only what is missing."""
+    """SIGKILL while the third model is being saved (its weights already in the temporary folder):
+    the first two stay built and are not retrained, the half-written third is never accepted, and
+    the next build removes it and trains only what is missing."""
     import os
     import signal
     import time
@@ -217,6 +219,8 @@ def test_a_killed_build_keeps_finished_models_and_resumes(settings, tmp_path, ca
     assert marker.exists(), f"the build did not reach the third model (exit code {proc.poll()})"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    partial = list(model_dir(settings, "visual_tokenizer").parent.glob(".visual_tokenizer.*.partial"))
+    assert partial and (partial[0] / "model.safetensors").exists()  # killed mid-save
     status = zoo_status(settings)["models"]
     assert status["judge"]["built"] and status["dual_encoder"]["built"] and not status["visual_tokenizer"]["built"]
     with pytest.raises(TigerError, match="zoo build"):
@@ -285,5 +289,34 @@ def test_dual_encoder_tokenizer_is_sized_to_the_world_and_never_unknown(tiny_wor
     long = tok([" ".join(["red circle"] * 100)])[0]
     assert len(long) == TINY_DUAL_ENCODER.context_length and long[-1] == EOT
     enc = DualEncoder.create(TINY_DUAL_ENCODER, tokenizer=tok)
+    assert enc.model.text_pool_type == "eos" and enc.model.text_eos_id == EOT  # pooled at <eot>, not at the largest id
     enc.vocabulary = {"red", "circle"}
     assert enc.known_word_share(["红色的圆", "a red circle"]) == [0.0, round(2 / 3, 4)]
+
+
+def test_warmup_stable_decay_keeps_the_full_rate_until_the_decay():
+    from tigerlib.models.training import warmup_stable_decay
+
+    def rates(steps, warmup, decay):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched, out = warmup_stable_decay(opt, warmup, steps, decay), []
+        for _ in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    r = rates(600, 100, 150)
+    assert r[0] == pytest.approx(0.01) and r[99] == r[300] == r[450] == 1.0 and r[525] == pytest.approx(0.5) and r[-1] < 0.001
+    short = rates(4, 1, 150)  # decay longer than the run: still starts at the full rate
+    assert short[0] == 1.0 and short[-1] < short[0]
+
+
+def test_a_stale_checkpoint_is_refused_on_load(settings, tiny_world, monkeypatch):
+    import tigerlib.zoo as zoo
+
+    build_zoo(settings, only=["judge"], configs=TINY, world=tiny_world)
+    load_zoo_model(settings, "judge")
+    monkeypatch.setattr(zoo, "recipe_hash", lambda entry: "another")
+    with pytest.raises(TigerError, match="training code changed.*tiger zoo build"):
+        load_zoo_model(settings, "judge")

@@ -27,7 +27,7 @@ from .models.text_llm import TextLLM, TextLLMConfig, import_text_llm
 from .models.visual_tokenizer import JanusTokenizer, VQConfig, VQTokenizer, train_vq
 from .storage import atomic_dir, atomic_write_json, files_manifest, read_json, verify_files
 
-ZOO_VERSION = 2  # 2: the judge; metrics computed by tigerlib.evaluation
+ZOO_VERSION = 3  # 2: the judge; metrics computed by tigerlib.evaluation. 3: byte-level BPE tokenizers, recipe hash
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ ZOO: dict[str, ZooModel] = {
         lambda model, world, deps: evaluate_judge(model, world),
         lambda cfg, device, folder, deps: AttributeJudge.create(cfg, device),
         config_for=lambda world: JudgeConfig(n_entities=world.config.n_entities),
-        sources=("judge",),
+        sources=("judge", "training"),
         seconds=JUDGE_SECONDS,
     ),
     "dual_encoder": ZooModel(
@@ -72,7 +72,7 @@ ZOO: dict[str, ZooModel] = {
         lambda model, world, deps: evaluate_dual_encoder(model, world),
         lambda cfg, device, folder, deps: DualEncoder.create(cfg, device, folder),
         files=True,
-        sources=("dual_encoder", "text_tokenizer", "vocabulary"),
+        sources=("dual_encoder", "text_tokenizer", "vocabulary", "training"),
         seconds=DUAL_ENCODER_SECONDS,
     ),
     "visual_tokenizer": ZooModel(
@@ -83,7 +83,7 @@ ZOO: dict[str, ZooModel] = {
         lambda world, cfg, seed, device, deps: train_vq(world, cfg, seed, device),
         lambda model, world, deps: evaluate_tokenizer(model, deps["dual_encoder"], world),
         lambda cfg, device, folder, deps: VQTokenizer.create(cfg, device),
-        sources=("visual_tokenizer",),
+        sources=("visual_tokenizer", "training"),
         seconds=VQ_SECONDS,
     ),
     "lmm": ZooModel(
@@ -95,7 +95,7 @@ ZOO: dict[str, ZooModel] = {
         evaluate_lmm,
         lambda cfg, device, folder, deps: UnifiedLMM.create(cfg, device, folder),
         files=True,
-        sources=("lmm", "image_token_lm", "text_tokenizer", "vocabulary"),
+        sources=("lmm", "image_token_lm", "text_tokenizer", "vocabulary", "training"),
         seconds=LMM_SECONDS,
     ),
     "diffusion": ZooModel(
@@ -107,7 +107,7 @@ ZOO: dict[str, ZooModel] = {
         evaluate_diffusion,
         lambda cfg, device, folder, deps: LatentDiffusion.for_models(cfg, deps["dual_encoder"], deps["visual_tokenizer"], device),
         runs_with_needs=True,
-        sources=("diffusion",),
+        sources=("diffusion", "training"),
         seconds=DIFFUSION_SECONDS,
     ),
     "text_llm": ZooModel(
@@ -180,6 +180,10 @@ def load_zoo_model(settings: Settings, name: str):
     entry = _entry(name)
     path = model_dir(settings, name)
     manifest, problem = check_checkpoint(path)
+    if problem is None and manifest.get("recipe_hash") != recipe_hash(entry):
+        problem = "stale: its training code changed since it was built"
+    if problem is None and manifest.get("needs", {}) != _dependency_hashes(settings, entry):
+        problem = f"stale: trained against other versions of {', '.join(entry.needs)}"
     if problem:
         raise TigerError(f"zoo model {name!r} is unusable ({problem}): run `tiger zoo build`")
     config = _config_from(entry.config_class, manifest["config"])
@@ -226,7 +230,9 @@ def build_zoo(settings: Settings, only: list[str] | None = None, force: bool = F
         if problem != "not built":
             info(f"{name}: {problem}: rebuilding")
         _remove_partials(model_dir(settings, name))  # left by a killed build
-        deps = {d: loaded.get(d) or load_zoo_model(settings, d) for d in entry.needs}
+        for d in entry.needs:  # one object per dependency, so caches on it (the VQ's codes) are shared
+            loaded[d] = loaded.get(d) or load_zoo_model(settings, d)
+        deps = {d: loaded[d] for d in entry.needs}
         info(f"{name}: training ({entry.config_class.__name__}) ...")
         t0 = time.perf_counter()
         torch.manual_seed(settings.seed)
@@ -264,7 +270,7 @@ def _stale(settings: Settings, entry: ZooModel, config, world, force: bool, plan
 
 def _estimate(entry: ZooModel, config) -> float:
     """The plan's seconds for a model: its measured default build, scaled by the recipe's steps."""
-    default = entry.config_class() if entry.name != "judge" else JudgeConfig()
+    default = entry.config_class()
     steps, base = getattr(config, "steps", None), getattr(default, "steps", None)
     return entry.seconds * (steps / base if steps and base else 1.0)
 
@@ -277,13 +283,13 @@ def _remove_partials(path: Path) -> None:
 
 
 def recipe_hash(entry: ZooModel) -> str:
-    """sha256 over the source of the model's training code (its ``sources`` modules and the shared
-    training helpers): editing a training loop makes the built model stale, as a config change does."""
+    """sha256 over the source of the model's training code (its ``sources`` modules): editing a
+    training loop makes the built model stale, as a config change does."""
     import hashlib
     import importlib
 
     digest = hashlib.sha256()
-    for module in sorted(set(entry.sources) | {"training"}):
+    for module in sorted(set(entry.sources)):
         digest.update(module.encode())
         digest.update(Path(importlib.import_module(f"tigerlib.models.{module}").__file__).read_bytes())
     return digest.hexdigest()
@@ -411,9 +417,11 @@ def bench_zoo(settings: Settings, steps: int = 20, only: list[str] | None = None
         entry = ZOO[name]
         deps = {d: made[d] for d in entry.needs}
         if name not in names:
-            made[name] = load_zoo_model(settings, name) if check_checkpoint(model_dir(settings, name))[0] else None
-            if made[name] is not None:
+            try:
+                made[name] = load_zoo_model(settings, name)
                 continue
+            except TigerError:  # not built or stale: a short run stands in
+                pass
         full = entry.config_for(world) if entry.config_for else entry.config_class()
         config = replace(full, steps=steps, **({"warmup": 1} if hasattr(full, "warmup") else {}))
         torch.manual_seed(settings.seed)

@@ -166,9 +166,11 @@ class DualEncoder:
         with _quiet_root_logger():  # open_clip warns that no pretrained weights were loaded: intended
             model = open_clip.create_model(name, pretrained=None)
         vocabulary = load_vocabulary(folder)
-        if tokenizer is None:
-            has_file = folder is not None and (Path(folder) / TOKENIZER_FILE).exists()
-            tokenizer = WorldTokenizer.load(folder, config) if has_file else WorldTokenizer.train([], config)
+        if tokenizer is None and folder is not None:
+            if not (Path(folder) / TOKENIZER_FILE).exists():
+                raise TigerError(f"no {TOKENIZER_FILE} in {folder}: rebuild the dual encoder (`tiger zoo build`)")
+            tokenizer = WorldTokenizer.load(folder, config)
+        tokenizer = tokenizer or WorldTokenizer.train([], config)  # untrained: bytes only
         return cls(model, tokenizer, name, device, vocabulary)
 
     def save_files(self, folder: Path) -> None:
