@@ -65,10 +65,7 @@ def test_prompts_and_bad_input(lmm, capsys):
     assert empty[0] == BOS and empty[-1] == BOI and empty == [BOS] + lmm._head + [BOI]
     null = lmm.null_prompt_ids().tolist()
     assert null[0] == BOS and null[-1] == BOI and null != empty
-    for text in ("a zzqx circle", "红色的圆 🟥", "A Reddish CIRCLE!"):  # byte-level BPE: never <unk>, text round-trips (lower-cased)
-        ids = lmm._text_ids([text])[0]
-        assert ids and UNK not in ids and all(i >= lmm.first_word for i in ids)
-        assert lmm._detokenize(ids) == text.lower()
+    assert UNK in lmm.prompt_ids("a zzqx circle").tolist()
     capsys.readouterr()
     long_text = " ".join(["red circle"] * 200)
     ids = lmm.prompt_ids(long_text)

@@ -273,45 +273,6 @@ def test_recipe_hash_covers_the_training_code(settings, tiny_world, monkeypatch,
     assert "judge: its training code changed" in capsys.readouterr().err
 
 
-def test_dual_encoder_tokenizer_is_sized_to_the_world_and_never_unknown(tiny_world):
-    """Byte-level BPE trained on the world: its words become few tokens, any other text (another
-    script, emoji, a misspelling) still becomes byte tokens, and the text is pooled at <eot>."""
-    from tigerlib.models.dual_encoder import EOT, PAD, SOT, WorldTokenizer, tokenizer_texts
-
-    tok = WorldTokenizer.train(tokenizer_texts(tiny_world), TINY_DUAL_ENCODER)
-    assert len(tok) <= TINY_DUAL_ENCODER.vocab_size
-    caption = tiny_world.train.captions[0][0]
-    for text in (caption, "红色的圆 🟥", "a crimzon cirkle"):
-        ids = tok([text])[0].tolist()
-        body = ids[1 : ids.index(EOT)]
-        assert ids[0] == SOT and body and all(PAD < i < len(tok) and i not in (SOT, EOT) for i in body)
-    assert len(tok([caption])[0].nonzero()) < len(caption.split()) * 3  # the world's words are merged, not spelled out
-    long = tok([" ".join(["red circle"] * 100)])[0]
-    assert len(long) == TINY_DUAL_ENCODER.context_length and long[-1] == EOT
-    enc = DualEncoder.create(TINY_DUAL_ENCODER, tokenizer=tok)
-    assert enc.model.text_pool_type == "eos" and enc.model.text_eos_id == EOT  # pooled at <eot>, not at the largest id
-    enc.vocabulary = {"red", "circle"}
-    assert enc.known_word_share(["红色的圆", "a red circle"]) == [0.0, round(2 / 3, 4)]
-
-
-def test_warmup_stable_decay_keeps_the_full_rate_until_the_decay():
-    from tigerlib.models.training import warmup_stable_decay
-
-    def rates(steps, warmup, decay):
-        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-        sched, out = warmup_stable_decay(opt, warmup, steps, decay), []
-        for _ in range(steps):
-            out.append(opt.param_groups[0]["lr"])
-            opt.step()
-            sched.step()
-        return out
-
-    r = rates(600, 100, 150)
-    assert r[0] == pytest.approx(0.01) and r[99] == r[300] == r[450] == 1.0 and r[525] == pytest.approx(0.5) and r[-1] < 0.001
-    short = rates(4, 1, 150)  # decay longer than the run: still starts at the full rate
-    assert short[0] == 1.0 and short[-1] < short[0]
-
-
 def test_a_stale_checkpoint_is_refused_on_load(settings, tiny_world, monkeypatch):
     import tigerlib.zoo as zoo
 

@@ -99,11 +99,6 @@ def cmd_eval_tiger(args, s) -> None:
         print(f"{kind}: proxy R@1 forward {r['proxy']['forward']['r1']:.3f} pmi {r['proxy']['pmi']['r1']:.3f} reverse {r['proxy']['reverse']['r1']:.3f} | "
               f"beam search R@1 {r['fbs']['r1']:.3f}, re-ranked {r['fbs_rerank']['r1']:.3f} | dense R@1 {r['dense']['r1']:.3f} | "
               f"judge on the re-ranked top-1: {judged['entity'] if kind == 'knowledge' else judged['all']}")
-        h = result.get("heldout_language", {}).get(kind)
-        if h:
-            ratio = lambda v: "-" if v is None else f"{v:.2f}x"  # noqa: E731
-            print(f"{kind} in the held-out language: TIGeR (re-ranked) R@1 {h['fbs_rerank']['r1']:.3f} ({ratio(h['tiger_ratio'])} in-language) | "
-                  f"dense R@1 {h['dense']['r1']:.3f} ({ratio(h['dense_ratio'])})")
 
 
 def cmd_retrieve(args, s) -> None:

@@ -3,8 +3,7 @@
 It reproduces the structure of the real retrieve-or-generate problem (DESIGN.md section 4):
 
 - **common scenes**: one shape with a colour, size and position on a background; several
-  captions each, written in the caption language (language.py). Most of the training data and of
-  the gallery.
+  paraphrased captions each. Most of the training data and of the gallery.
 - **knowledge entities**: invented flags and logos with arbitrary patterns and made-up names. The
   name says nothing about the look, so only a model that has seen the image can draw it: prompts
   about them should be answered by *retrieval*.
@@ -25,10 +24,7 @@ import numpy as np
 
 from ..errors import TigerError
 
-# 2: entity photos are always shifted (no training photo equals a gallery image)
-# 3: captions and queries written in the caption language (language.py), its held-out part in a
-#    new heldout_queries split; entity photos get k captions of their own
-WORLD_VERSION = 3
+WORLD_VERSION = 2  # 2: entity photos are always shifted (no training photo equals a gallery image)
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
 COLORS = {
@@ -48,14 +44,25 @@ BACKGROUNDS = {"black": (12, 12, 12), "gray": (125, 125, 125), "brown": (105, 65
 BACKGROUND_NAMES = tuple(BACKGROUNDS)
 ENTITY_KINDS = ("flag", "logo")
 
-# The canonical phrase of each position (the judge's zero-shot prompts read the first one); every
-# other way to write a caption, and its held-out part, is the caption language (language.py).
+# Paraphrase material. Size and position words have synonyms; templates vary the sentence.
+SIZE_WORDS = {"small": ("small", "little", "tiny"), "large": ("large", "big")}
 POSITION_WORDS = {
     "center": ("in the center", "in the middle"),
     "left": ("on the left", "at the left side"),
     "right": ("on the right", "at the right side"),
     "top": ("at the top", "near the top"),
     "bottom": ("at the bottom", "near the bottom"),
+}
+SCENE_TEMPLATES = (
+    "a {size} {color} {shape} {pos} on a {bg} background",
+    "{size} {color} {shape} {pos}, {bg} background",
+    "there is a {size} {color} {shape} {pos} on {bg}",
+    "a picture of a {size} {color} {shape} {pos} over a {bg} background",
+    "a {bg} image with a {size} {color} {shape} {pos}",
+)
+ENTITY_TEMPLATES = {
+    "flag": ("the flag of {name}", "{name}'s flag", "the national flag of {name}", "a picture of the {name} flag"),
+    "logo": ("the logo of {name}", "{name} logo", "the {name} company logo", "a picture of the logo of {name}"),
 }
 
 # Geometry as fractions of the image side.
@@ -100,10 +107,8 @@ class WorldConfig:
             raise TigerError(f"invalid n_creative_pairs {self.n_creative_pairs}: use 1..{len(COLORS)}")
         if self.n_gallery < 1:
             raise TigerError("invalid n_gallery 0: the gallery needs at least one common scene")
-        from .language import N_TRAIN_STRUCTURES  # language.py builds on this module's names
-
-        if not 1 <= self.captions_per_image <= N_TRAIN_STRUCTURES:
-            raise TigerError(f"invalid captions_per_image {self.captions_per_image}: use 1..{N_TRAIN_STRUCTURES} (the language's training structures)")
+        if not 1 <= self.captions_per_image <= len(SCENE_TEMPLATES):
+            raise TigerError(f"invalid captions_per_image {self.captions_per_image}: use 1..{len(SCENE_TEMPLATES)}")
         return self
 
     def world_id(self) -> str:
@@ -114,7 +119,7 @@ class WorldConfig:
 # ---------------------------------------------------------------------------------------------
 # Random streams: one independent stream per purpose, so changing one size leaves the rest alone.
 
-_STREAMS = {"layout": 0, "entities": 1, "train": 2, "val": 3, "gallery": 4, "queries": 5, "sample": 6, "heldout_queries": 7}
+_STREAMS = {"layout": 0, "entities": 1, "train": 2, "val": 3, "gallery": 4, "queries": 5, "sample": 6}
 
 
 def stream(seed: int, purpose: str, extra: int = 0) -> np.random.Generator:
@@ -139,14 +144,11 @@ _VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ei")
 _CODAS = ("", "", "n", "r", "s", "l", "k", "m")
 _SUFFIXES = ("ia", "or", "an", "ex", "eth", "ara", "ion", "ul")
 MAX_ENTITIES = 5_000
+_PLAIN_WORDS = set(SHAPES) | set(COLORS) | set(BACKGROUNDS) | {"flag", "logo", "small", "large", "big", "tiny"}
 
 
 def entity_names(seed: int, n: int) -> list[str]:
-    """Made-up, unique, pronounceable names ("Zorvania"): they carry no hint of the look (and are
-    no word of the caption language)."""
-    from .language import vocabulary
-
-    plain = vocabulary("train") | vocabulary("heldout")
+    """Made-up, unique, pronounceable names ("Zorvania"): they carry no hint of the look."""
     rng = stream(seed, "entities", 1)
     names: list[str] = []
     seen: set[str] = set()
@@ -156,7 +158,7 @@ def entity_names(seed: int, n: int) -> list[str]:
             for _ in range(int(rng.integers(1, 3)))
         )
         name = (syl + _SUFFIXES[rng.integers(len(_SUFFIXES))]).capitalize()
-        if name.lower() not in seen and name.lower() not in plain and 4 <= len(name) <= 11:
+        if name.lower() not in seen and name.lower() not in _PLAIN_WORDS and 4 <= len(name) <= 11:
             seen.add(name.lower())
             names.append(name)
     return names
@@ -167,6 +169,13 @@ class Entities:
     names: list[str]
     kinds: np.ndarray  # index into ENTITY_KINDS
     canonical: np.ndarray  # uint8 [n, S, S, 3], the gallery image of each entity
+
+    def captions(self, idx: np.ndarray, template: np.ndarray) -> list[str]:
+        out = []
+        for e, t in zip(idx.tolist(), template.tolist()):
+            templates = ENTITY_TEMPLATES[ENTITY_KINDS[self.kinds[e]]]
+            out.append(templates[t % len(templates)].format(name=self.names[e]))
+        return out
 
 
 def make_entities(seed: int, n: int, size: int) -> Entities:
@@ -308,3 +317,23 @@ def sample_attributes(rng: np.random.Generator, n: int, held_out: np.ndarray, cr
         "pos": rng.integers(len(POSITIONS), size=n).astype(np.int16),
         "bg": rng.integers(len(BACKGROUNDS), size=n).astype(np.int16),
     }
+
+
+def describe(attrs: dict[str, np.ndarray], i: int, template: int = 0, size_word: int = 0, pos_word: int = 0) -> str:
+    """One caption of scene ``i``."""
+    size_name, pos_name = SIZES[attrs["size"][i]], POSITIONS[attrs["pos"][i]]
+    return SCENE_TEMPLATES[template % len(SCENE_TEMPLATES)].format(
+        size=SIZE_WORDS[size_name][size_word % len(SIZE_WORDS[size_name])],
+        color=COLOR_NAMES[attrs["color"][i]],
+        shape=SHAPES[attrs["shape"][i]],
+        pos=POSITION_WORDS[pos_name][pos_word % len(POSITION_WORDS[pos_name])],
+        bg=BACKGROUND_NAMES[attrs["bg"][i]],
+    )
+
+
+def scene_captions(attrs: dict[str, np.ndarray], rng: np.random.Generator, k: int) -> list[list[str]]:
+    """``k`` paraphrases per scene: distinct templates, random synonyms."""
+    n = len(attrs["shape"])
+    templates = np.argsort(rng.random((n, len(SCENE_TEMPLATES))), axis=1)[:, :k]
+    words = rng.integers(0, 6, size=(n, k, 2))
+    return [[describe(attrs, i, templates[i, j], words[i, j, 0], words[i, j, 1]) for j in range(k)] for i in range(n)]

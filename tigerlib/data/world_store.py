@@ -2,10 +2,8 @@
 
 Splits: ``train`` (common scenes without the creative pairs, plus photos of every entity), ``val``
 (held-out common scenes for model quality checks), ``gallery`` (common scenes plus one image per
-entity), ``queries`` (knowledge, common and creative prompts with gold labels) and
-``heldout_queries`` (the same targets, written in the held-out part of the caption language). All
-other texts are written in the training part of the language. A build is idempotent: a second one
-finds the finished world, checks its hashes, and does nothing.
+entity) and ``queries`` (knowledge, common and creative prompts with gold labels). A build is
+idempotent: a second one finds the finished world, checks its hashes, and does nothing.
 """
 from __future__ import annotations
 
@@ -20,7 +18,6 @@ import numpy as np
 from ..config import ensure_writable, info
 from ..errors import TigerError
 from ..storage import atomic_dir, atomic_write_json, files_manifest, load_npz, read_json, save_npz, verify_files
-from . import language as L
 from . import world as W
 from .dataset import GOLD_LABEL, CaptionedImages, Queries
 
@@ -55,20 +52,16 @@ class WorldGenerator:
         attrs = W.sample_attributes(rng, n, self.held_out, creative)
         images = W.render_scenes(attrs, self.config.image_size, rng)
         k = self.config.captions_per_image if captions is None else captions
-        caps = L.scene_captions(attrs, rng, k) if k else [[] for _ in range(n)]
+        caps = W.scene_captions(attrs, rng, k) if k else [[] for _ in range(n)]
         return CaptionedImages(f"common[{creative}]", images, caps, _common_attrs(attrs))
 
     def entity_photos(self, idx: np.ndarray, rng: np.random.Generator | None) -> CaptionedImages:
-        """Photos of entities with ``captions_per_image`` captions each (rng None: the canonical
-        images, captioned from a fixed stream)."""
         idx = np.asarray(idx, dtype=np.int64)
         images = W.render_entities(self.entities, idx, rng)
-        caps = self.entity_captions(idx, W.stream(self.config.seed, "entities", 2) if rng is None else rng, self.config.captions_per_image)
+        k = self.config.captions_per_image
+        n_templates = len(W.ENTITY_TEMPLATES["flag"])
+        caps = [self.entities.captions(np.full(n_templates, e), np.arange(n_templates))[: max(k, 1)] for e in idx]
         return CaptionedImages("entities", images, caps, _entity_attrs(idx))
-
-    def entity_captions(self, idx: np.ndarray, rng: np.random.Generator, k: int, part: str = "train") -> list[list[str]]:
-        idx = np.asarray(idx, dtype=np.int64)
-        return L.entity_captions([self.entities.names[e] for e in idx.tolist()], self.entities.kinds[idx], rng, k, part)
 
     def sample(self, n: int, seed: int, creative: str = "include", entity_share: float = 0.1) -> CaptionedImages:
         """A fresh mixed batch of the whole world distribution (creative pairs and entities
@@ -95,21 +88,21 @@ class WorldGenerator:
         gallery = merge("gallery", self.common(c.n_gallery, W.stream(c.seed, "gallery")), self.entity_photos(np.arange(c.n_entities), None))
         out["gallery"] = to_arrays(gallery)
         out["queries"] = self._queries(gallery)
-        out["heldout_queries"] = self._heldout_queries(out["queries"])
         out["entities"] = {"names": np.array(self.entities.names), "kinds": self.entities.kinds.astype(np.int16), "canonical": self.entities.canonical}
         return out
 
     def _queries(self, gallery: CaptionedImages) -> dict[str, np.ndarray]:
         c = self.config
         rng = W.stream(c.seed, "queries")
+        n_templates = len(W.ENTITY_TEMPLATES["flag"])
         # knowledge: one prompt per entity, answered by its gallery image
         ent_idx = np.arange(c.n_entities)
-        k_texts = [caps[0] for caps in self.entity_captions(ent_idx, rng, 1)]
+        k_texts = self.entities.captions(ent_idx, rng.integers(n_templates, size=c.n_entities))
         k_gallery = c.n_gallery + ent_idx
         # common: a fresh paraphrase of a gallery scene
         com_idx = rng.choice(c.n_gallery, size=min(c.n_common_queries, c.n_gallery), replace=False)
         com_attrs = {k: gallery.attributes[k][com_idx] for k in W.ATTRIBUTES}
-        c_texts = [caps[0] for caps in L.scene_captions(com_attrs, rng, 1)]
+        c_texts = [caps[0] for caps in W.scene_captions(com_attrs, rng, 1)]
         # creative: held-out pairs; the ground-truth image exists but is not in the gallery
         creative = self.common(c.n_creative_queries, rng, creative="only", captions=1)
         texts = k_texts + c_texts + creative.first_captions()
@@ -128,20 +121,6 @@ class WorldGenerator:
             "images": images,
             **{f"attr_{k}": v for k, v in attrs.items()},
         }
-
-    def _heldout_queries(self, queries: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The queries' targets (entities, gallery scenes, creative scenes), each written anew in
-        the held-out part of the language, from a stream of its own (the in-language queries do
-        not depend on it)."""
-        rng = W.stream(self.config.seed, "heldout_queries")
-        kind = queries["kind"]
-        texts = np.array(queries["texts"], dtype=object)
-        know = np.flatnonzero(kind == "knowledge")
-        texts[know] = [caps[0] for caps in self.entity_captions(queries["attr_entity"][know], rng, 1, part="heldout")]
-        scenes = np.flatnonzero(kind != "knowledge")
-        attrs = {k: queries[f"attr_{k}"][scenes] for k in W.ATTRIBUTES}
-        texts[scenes] = [caps[0] for caps in L.scene_captions(attrs, rng, 1, part="heldout")]
-        return {**queries, "texts": np.array(texts.tolist())}
 
 
 def hit_sets(gallery_attrs: dict[str, np.ndarray], query_attrs: dict[str, np.ndarray], rows=None) -> list[np.ndarray]:
@@ -191,7 +170,6 @@ class World:
     val: CaptionedImages
     gallery: CaptionedImages
     queries: Queries
-    heldout_queries: Queries  # the same targets as ``queries``, in the held-out part of the language
     entity_names: list[str]
     built_now: bool = False
 
@@ -213,13 +191,12 @@ class World:
             "val": len(self.val),
             "gallery": len(self.gallery),
             "queries": {str(k): int(n) for k, n in zip(kinds, counts)},
-            "heldout_queries": {str(k): int(n) for k, n in zip(*np.unique(self.heldout_queries.kind, return_counts=True))},
             "entities": len(self.entity_names),
             "creative_pairs": [f"{W.COLOR_NAMES[c]} {W.SHAPES[s]}" for s, c in W.creative_pairs(self.config.seed, self.config.n_creative_pairs)],
         }
 
 
-SPLITS = ("train", "val", "gallery", "queries", "heldout_queries", "entities")
+SPLITS = ("train", "val", "gallery", "queries", "entities")
 
 
 def world_dir(data_dir: Path, config: W.WorldConfig) -> Path:
@@ -285,21 +262,9 @@ def load_world(data_dir: Path, config: W.WorldConfig | None = None, verify: bool
     if problem:
         raise TigerError(f"world at {path} is unusable ({problem}): run `tiger world build` to rebuild it")
     a = {s: load_npz(path / f"{s}.npz") for s in SPLITS}
-    return World(
-        config,
-        path,
-        from_arrays("train", a["train"]),
-        from_arrays("val", a["val"]),
-        from_arrays("gallery", a["gallery"]),
-        _queries_from_arrays(a["queries"]),
-        _queries_from_arrays(a["heldout_queries"]),
-        a["entities"]["names"].tolist(),
-    )
-
-
-def _queries_from_arrays(q: dict[str, np.ndarray]) -> Queries:
+    q = a["queries"]
     off = q["hits_offsets"]
-    return Queries(
+    queries = Queries(
         q["texts"].tolist(),
         q["kind"],
         q["label"],
@@ -307,4 +272,13 @@ def _queries_from_arrays(q: dict[str, np.ndarray]) -> Queries:
         [q["hits_flat"][off[i] : off[i + 1]] for i in range(len(off) - 1)],
         q["images"],
         {k[5:]: v for k, v in q.items() if k.startswith("attr_")},
+    )
+    return World(
+        config,
+        path,
+        from_arrays("train", a["train"]),
+        from_arrays("val", a["val"]),
+        from_arrays("gallery", a["gallery"]),
+        queries,
+        a["entities"]["names"].tolist(),
     )

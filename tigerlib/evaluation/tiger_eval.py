@@ -7,9 +7,7 @@ Gallery = the mini gallery (1,000 scenes + 100 entity images). For each query ki
 - the dense dual-encoder baseline on the same queries,
 - seconds per query for each.
 
-Plus an eta sweep of PMI (full ranking: exact, no beam approximation), a beam-count sweep, and the
-held-out language: the same targets asked in the held-out part of the caption language
-(``world.heldout_queries``), with each method's R@1 there as a share of its in-language R@1.
+Plus an eta sweep of PMI (full ranking: exact, no beam approximation) and a beam-count sweep.
 A hit is any gallery image that answers the query (same entity, or the same scene attributes);
 with a judge, each method's top-1 is also read by the judge (GenEval-style attribute accuracy).
 """
@@ -64,28 +62,6 @@ def fbs_rankings(tiger: TIGeR, prompts: list[str], num_beams: int, eta: float, r
     return plain, reranked, search_s / n, rerank_s / n
 
 
-def _ratio(heldout: float, in_language: float) -> float | None:
-    return None if in_language == 0 else round(heldout / in_language, 4)
-
-
-def heldout_language(tiger: TIGeR, dense: DenseRetriever, world, in_language: dict, n_queries: int, num_beams: int, eta: float,
-                     rerank: int | None) -> dict:
-    """Per kind, on the first ``n_queries`` held-out-language queries (the same targets as the
-    in-language ones): beam search with and without re-ranking and dense R@1/5/10, and each
-    method's held-out R@1 over its in-language R@1 (``in_language[kind]``, None where that is 0)."""
-    out = {}
-    for kind in KINDS:
-        q = world.heldout_queries.subset(kind)
-        q = q.subset(np.arange(min(n_queries, len(q))))
-        prompts, hits = list(q.texts), q.hits
-        plain, reranked, _, _ = fbs_rankings(tiger, prompts, num_beams, eta, rerank, desc=f"{kind}: held-out language")
-        r = {"n_queries": len(prompts), **_fbs_recalls(plain, reranked, hits), "dense": _r(recall_at_k(dense.scores(prompts), hits, KS), KS)}
-        r["tiger_ratio"] = _ratio(r["fbs_rerank"]["r1"], in_language[kind]["fbs_rerank"]["r1"])
-        r["dense_ratio"] = _ratio(r["dense"]["r1"], in_language[kind]["dense"]["r1"])
-        out[kind] = r
-    return out
-
-
 def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 50, num_beams: int = 100, rerank: int | None = None,
                    eta: float = 1.0, etas=(0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5), beam_counts=(10, 30, 100, 300), judge=None) -> dict:
     """The numbers behind notebook 03 (``n_queries`` per kind, the first ones of each kind).
@@ -134,7 +110,6 @@ def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 
             },
             **judged,
         }
-    out["heldout_language"] = heldout_language(tiger, dense, world, out, n_queries, num_beams, eta, rerank)
     out["eta_sweep"] = [
         {"eta": e, "ranking": "full", **{f"{kind}_r1": recall_at_k(fwd - e * null[None], hits, (1,))[1] for kind, (fwd, hits) in forwards.items()}}
         for e in etas
@@ -153,8 +128,7 @@ def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 
 
 def findings(result: dict) -> list[str]:
     """The published orderings, stated from the numbers of :func:`evaluate_tiger` (whichever way
-    they came out): PMI vs forward, reverse vs PMI, re-ranking vs beam search, TIGeR vs dense;
-    and how much of each method's R@1 survives the held-out language."""
+    they came out): PMI vs forward, reverse vs PMI, re-ranking vs beam search, TIGeR vs dense."""
 
     def vs(a: float, b: float) -> str:
         return "beats" if a > b else "ties" if a == b else "loses to"
@@ -171,12 +145,4 @@ def findings(result: dict) -> list[str]:
             f"{kind}: TIGeR (re-ranked) R@1 {r['fbs_rerank']['r1']:.2f} {vs(r['fbs_rerank']['r1'], r['dense']['r1'])} dense ({r['dense']['r1']:.2f}), "
             f"at {r['seconds_per_query']['fbs_rerank'] / max(r['seconds_per_query']['dense'], 1e-9):.0f}x its seconds per query",
         ]
-        h = result.get("heldout_language", {}).get(kind)
-        if h is not None:
-            lines.append(f"{kind}, held-out language: TIGeR (re-ranked) R@1 {h['fbs_rerank']['r1']:.2f} ({_share(h['tiger_ratio'])} of its in-language "
-                         f"{r['fbs_rerank']['r1']:.2f}), dense R@1 {h['dense']['r1']:.2f} ({_share(h['dense_ratio'])} of {r['dense']['r1']:.2f})")
     return lines
-
-
-def _share(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.0%}"

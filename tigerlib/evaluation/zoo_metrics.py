@@ -110,9 +110,7 @@ def evaluate_lmm(lmm, world, deps: dict, n: int = 200, n_candidates: int = 100, 
 
     - forward: CLIP-T (dual-encoder cosine) of images decoded from sampled tokens (top-p 0.5),
       matched and shuffled, and the judge's reading of those images against the caption;
-    - reverse: log p(text | image) ranks the caption's own image first among ``n_candidates``
-      images (per caption, as TIGeR's re-ranking uses it; ranking captions per image would mix in
-      how likely each phrasing is, whatever the image);
+    - reverse: log p(text | image) ranks the image's own caption first among ``n_candidates``;
     - knowledge: each knowledge query's log p(X|Y) ranks its entity's gallery image first among
       all entity images (the canonical images; training saw only shifted, re-lit photos).
 
@@ -133,9 +131,9 @@ def evaluate_lmm(lmm, world, deps: dict, n: int = 200, n_candidates: int = 100, 
     rng = np.random.default_rng(seed)
     k = min(n_candidates, n) - 1
     top1 = []
-    for j in range(n):  # per caption, its image against k others: images ranked as TIGeR's re-ranking ranks them
-        others = rng.choice(np.delete(np.arange(n), j), size=k, replace=False)
-        top1.append(bool(rev[j, j] > rev[others, j].max()) if k else True)
+    for i in range(n):
+        others = rng.choice(np.delete(np.arange(n), i), size=k, replace=False)
+        top1.append(bool(rev[i, i] > rev[i, others].max()) if k else True)
     out = {
         **_entity_naming(lmm, world, vq),
         "forward_clip_t": round(matched, 4),

@@ -24,11 +24,11 @@ import torch.nn.functional as F
 from ..config import info
 from ..data.dataset import as_uint8_images
 from ..errors import TigerError
-from .text_tokenizer import byte_bpe
-from .training import Phases, warmup_stable_decay
-from .vocabulary import known_word_shares, load_vocabulary, save_vocabulary, vocabulary_of
+from .training import Phases, warmup_cosine
+from .vocabulary import known_word_shares, vocabulary_of
 
 MINI_CLIP_NAME = "tiger-mini-clip"
+VOCABULARY_FILE = "vocabulary.json"
 
 
 @dataclass(frozen=True)
@@ -40,27 +40,21 @@ class DualEncoderConfig:
     text_width: int = 128
     text_layers: int = 4
     text_heads: int = 4
-    context_length: int = 32
-    vocab_size: int = 1024  # a byte-level BPE trained on the world's text (open_clip's web BPE has 49,408)
+    context_length: int = 24
     embed_dim: int = 128
     # training
-    # In the caption language, position is learned last: a 400-step cosine schedule left it 0.74 right
-    # (t2i R@1 0.60; at lr 2e-3: 0.43) while an 800-step one had it right at step 400: so the rate
-    # stays full until the last `decay` steps.
-    steps: int = 600
+    steps: int = 400
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup: int = 100
-    decay: int = 150
     entity_share: float = 0.15
 
     def open_clip_config(self) -> dict:
         return {
             "embed_dim": self.embed_dim,
             "vision_cfg": {"image_size": self.image_size, "layers": self.vision_layers, "width": self.vision_width, "patch_size": self.patch_size, "head_width": 32},
-            "text_cfg": {"context_length": self.context_length, "vocab_size": self.vocab_size, "width": self.text_width, "heads": self.text_heads, "layers": self.text_layers,
-                         "pool_type": "eos", "eos_id": EOT, "pad_id": PAD},
+            "text_cfg": {"context_length": self.context_length, "vocab_size": 49408, "width": self.text_width, "heads": self.text_heads, "layers": self.text_layers},
         }
 
 
@@ -95,48 +89,6 @@ def _quiet_root_logger():
         root.setLevel(level)
 
 
-PAD, SOT, EOT = 0, 1, 2
-TOKENIZER_FILE = "tokenizer.json"
-
-
-class WorldTokenizer:
-    """The mini dual encoder's text tokenizer: a byte-level BPE of the world's text
-    (``text_tokenizer.byte_bpe``), called like open_clip's: texts -> LongTensor [n, context] of
-    ``<sot> tokens <eot>`` then padding, truncated to the context (the text is pooled at ``<eot>``).
-    Untrained it knows only the bytes, so every text still tokenizes."""
-
-    SPECIALS = ("<pad>", "<sot>", "<eot>")
-
-    def __init__(self, tokenizer, context_length: int):
-        self.tokenizer = tokenizer
-        self.context_length = context_length
-
-    @classmethod
-    def train(cls, texts, config: DualEncoderConfig) -> "WorldTokenizer":
-        merges = max(0, config.vocab_size - len(cls.SPECIALS) - 256)
-        return cls(byte_bpe(texts, merges, cls.SPECIALS), config.context_length)
-
-    @classmethod
-    def load(cls, folder: Path, config: DualEncoderConfig) -> "WorldTokenizer":
-        from tokenizers import Tokenizer
-
-        return cls(Tokenizer.from_file(str(Path(folder) / TOKENIZER_FILE)), config.context_length)
-
-    def save(self, folder: Path) -> None:
-        self.tokenizer.save(str(Path(folder) / TOKENIZER_FILE))
-
-    def __len__(self) -> int:
-        return self.tokenizer.get_vocab_size()
-
-    def __call__(self, texts) -> torch.Tensor:
-        texts = [texts] if isinstance(texts, str) else ["" if t is None else str(t) for t in texts]
-        out = torch.full((len(texts), self.context_length), PAD, dtype=torch.long)
-        for i, enc in enumerate(self.tokenizer.encode_batch(texts, add_special_tokens=False) if texts else []):
-            ids = [SOT] + enc.ids[: self.context_length - 2] + [EOT]
-            out[i, : len(ids)] = torch.tensor(ids)
-        return out
-
-
 class DualEncoder:
     """An open_clip CLIP with its tokenizer and preprocessing: ``encode_text`` / ``encode_images``
     return L2-normalized embeddings; images are uint8 arrays of any size (resized to the model's)."""
@@ -157,27 +109,22 @@ class DualEncoder:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def create(cls, config: DualEncoderConfig, device="cpu", folder: Path | None = None, tokenizer: WorldTokenizer | None = None) -> "DualEncoder":
-        """Random weights; a checkpoint ``folder`` also gives its tokenizer and the vocabulary it
-        was trained on (without either: the untrained byte tokenizer)."""
+    def create(cls, config: DualEncoderConfig, device="cpu", folder: Path | None = None) -> "DualEncoder":
+        """Random weights; a checkpoint ``folder`` also gives the vocabulary it was trained on."""
         import open_clip
 
         name = register_config(config)
         with _quiet_root_logger():  # open_clip warns that no pretrained weights were loaded: intended
             model = open_clip.create_model(name, pretrained=None)
-        vocabulary = load_vocabulary(folder)
-        if tokenizer is None and folder is not None:
-            if not (Path(folder) / TOKENIZER_FILE).exists():
-                raise TigerError(f"no {TOKENIZER_FILE} in {folder}: rebuild the dual encoder (`tiger zoo build`)")
-            tokenizer = WorldTokenizer.load(folder, config)
-        tokenizer = tokenizer or WorldTokenizer.train([], config)  # untrained: bytes only
-        return cls(model, tokenizer, name, device, vocabulary)
+        vocabulary = None
+        if folder is not None and (Path(folder) / VOCABULARY_FILE).exists():
+            vocabulary = set(json.loads((Path(folder) / VOCABULARY_FILE).read_text()))
+        return cls(model, open_clip.get_tokenizer(name), name, device, vocabulary)
 
     def save_files(self, folder: Path) -> None:
-        """The tokenizer and the training vocabulary next to the weights (for :meth:`known_word_share`)."""
-        if isinstance(self.tokenizer, WorldTokenizer):
-            self.tokenizer.save(folder)
-        save_vocabulary(folder, self.vocabulary)
+        """The training vocabulary next to the weights (for :meth:`known_word_share`)."""
+        if self.vocabulary is not None:
+            (Path(folder) / VOCABULARY_FILE).write_text(json.dumps(sorted(self.vocabulary)))
 
     def known_word_share(self, texts) -> list[float]:
         """Per text, the share of its words seen in training (see ``vocabulary.py``)."""
@@ -257,23 +204,18 @@ class DualEncoder:
         return (self.encode_text(texts) * self.encode_images(images)).sum(-1).cpu().numpy()
 
 
-def tokenizer_texts(world) -> list[str]:
-    """What the dual encoder's tokenizer is trained on: the train split's captions and the entity names."""
-    return [c for caps in world.train.captions for c in caps] + list(world.entity_names)
-
-
 def train_dual_encoder(world, config: DualEncoderConfig, seed: int, device="cpu") -> tuple[DualEncoder, dict]:
     """Contrastive training on fresh batches of the world (creative pairs held out)."""
     from open_clip import ClipLoss
     from tqdm.auto import tqdm
 
     torch.manual_seed(seed)
-    enc = DualEncoder.create(config, device, tokenizer=WorldTokenizer.train(tokenizer_texts(world), config))
+    enc = DualEncoder.create(config, device)
     model = enc.model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
-    sched = warmup_stable_decay(opt, config.warmup, config.steps, config.decay)
+    sched = warmup_cosine(opt, config.warmup, config.steps)
     loss_fn = ClipLoss()
     gen = world.generator
     rng = np.random.default_rng(seed)

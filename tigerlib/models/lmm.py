@@ -18,6 +18,7 @@ so batched scores equal unbatched ones.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,6 @@ from ..errors import TigerError
 from .text_tokenizer import IMAGE_OFFSET, check_layout, load_text_tokenizer, save_text_tokenizer, train_text_tokenizer
 from .training import Phases, warmup_cosine
 from .image_token_lm import ImageTokenLM, pad_right
-from .vocabulary import load_vocabulary, save_vocabulary, vocabulary_of
 
 PROMPT = "generate an image of"
 NULL_PROMPT = "can you generate an image ?"
@@ -48,10 +48,9 @@ class LMMConfig:
     max_length: int = 112  # context: prompt + image tokens + caption
     codebook_size: int = 512  # must match the visual tokenizer
     tokens_per_image: int = 64
-    text_merges: int = 512  # byte-level BPE merges learned from the world's text (see text_tokenizer.py)
     # training
-    steps: int = 1600  # 2000 x 32 took 1255 s on the 2-core CPU
-    batch_size: int = 24
+    steps: int = 2000
+    batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.1
     warmup: int = 100
@@ -87,7 +86,7 @@ class UnifiedLMM(ImageTokenLM):
     image_offset = IMAGE_OFFSET
     pad_id = PAD
 
-    def __init__(self, model, tokenizer, config: LMMConfig, device="cpu", vocabulary: set[str] | None = None):
+    def __init__(self, model, tokenizer, config: LMMConfig, device="cpu"):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.config = config
@@ -98,7 +97,7 @@ class UnifiedLMM(ImageTokenLM):
         self.tokens_per_image = config.tokens_per_image
         self.vocab_size = len(tokenizer)
         self.first_word = IMAGE_OFFSET + self.codebook_size
-        self.vocabulary = vocabulary  # words of the texts it was trained on (None: not known)
+        self.vocabulary = {w for w in tokenizer.get_vocab() if w.isalnum() or "'" in w}  # the rest become <unk>
         self._head, self._null, self._describe = (self._encode([t])[0] for t in (PROMPT, NULL_PROMPT, DESCRIBE))
         fixed = 3 + self.tokens_per_image + max(len(self._head), len(self._describe))  # bos, boi, eoi/eos
         self.max_text_tokens = config.max_length - fixed
@@ -121,12 +120,11 @@ class UnifiedLMM(ImageTokenLM):
                 raise TigerError("UnifiedLMM.create needs its tokenizer: pass tokenizer= or the checkpoint folder")
             tokenizer = load_text_tokenizer(folder)
         model = LlamaForCausalLM(config.llama_config(len(tokenizer)))
-        return cls(model, tokenizer, config, device, vocabulary=load_vocabulary(folder))
+        return cls(model, tokenizer, config, device)
 
     def save_files(self, folder: Path) -> None:
         """Files besides the weights that the checkpoint needs (the tokenizer)."""
         save_text_tokenizer(self.tokenizer, folder)
-        save_vocabulary(folder, self.vocabulary)
 
     # -- token ids ------------------------------------------------------------------------------
     def _encode(self, texts: list[str]) -> list[list[int]]:
@@ -192,7 +190,7 @@ class UnifiedLMM(ImageTokenLM):
         return out
 
     # -- generation (sample_images comes from ImageTokenLM) -------------------------------------
-    def caption(self, codes, max_new_tokens: int = 32, batch_size: int = 256) -> list[str]:
+    def caption(self, codes, max_new_tokens: int = 20, batch_size: int = 256) -> list[str]:
         """Greedy caption per image (text tokens only; stops at ``<eos>``)."""
         prefixes = self._image_prefix(codes)
         allowed = torch.cat([torch.tensor([EOS]), torch.arange(self.first_word, self.vocab_size)])
@@ -205,7 +203,8 @@ class UnifiedLMM(ImageTokenLM):
         return texts
 
     def _detokenize(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+        text = " ".join(self.tokenizer.convert_ids_to_tokens(ids))
+        return re.sub(r" ' ", "'", re.sub(r" ([,.?!])", r"\1", text))
 
 
 # -- training ---------------------------------------------------------------------------------------
@@ -254,9 +253,8 @@ def train_lmm(world, config: LMMConfig, seed: int, device="cpu", deps: dict | No
     if vq.codebook_size != config.codebook_size or vq.tokens_per_image != config.tokens_per_image:
         raise TigerError(f"LMMConfig expects {config.tokens_per_image} codes from {config.codebook_size}, the visual tokenizer gives {vq.tokens_per_image} from {vq.codebook_size}: fix the config")
     torch.manual_seed(seed)
-    texts = UnifiedLMM.tokenizer_texts(world)
-    lmm = UnifiedLMM.create(config, device, tokenizer=train_text_tokenizer(texts, config.codebook_size, config.text_merges))
-    lmm.vocabulary = vocabulary_of(texts)
+    tokenizer = train_text_tokenizer(UnifiedLMM.tokenizer_texts(world), config.codebook_size)
+    lmm = UnifiedLMM.create(config, device, tokenizer=tokenizer)
     t0 = time.perf_counter()
     all_codes = (vq.training_codes(world.train.images) if hasattr(vq, "training_codes") else vq.encode(world.train.images)).tolist()
     captions = [lmm._text_ids(caps) for caps in world.train.captions]

@@ -1,12 +1,9 @@
-"""The mini models' text tokenizers: byte-level BPE trained in-process on the world's text.
+"""The unified LMM's tokenizer: words, special tokens and one token per visual code.
 
-Byte-level BPE (the ``tokenizers`` library, GPT-2 style): the 256 byte symbols are always in the
-vocabulary and merges learned from the world's captions, entity names and prompts make its words
-short, so any text in any script tokenizes (a word never seen becomes its pieces or bytes, never
-``<unk>``), and a new word made of known pieces ("reddish") shares tokens with them. Text is NFKC
-normalized and lower-cased first. The unified LMM's tokenizer is wrapped as a transformers
-``PreTrainedTokenizerFast`` so the rest of the ecosystem accepts it; the dual encoder uses the
-same trainer (:func:`byte_bpe`) with its own special tokens.
+A word-level vocabulary trained in-process with the ``tokenizers`` library on the world's
+captions, entity names and the instruction prompts, wrapped as a transformers
+``PreTrainedTokenizerFast`` so the rest of the ecosystem accepts it. Text is lower-cased and split
+into words and punctuation; an unknown word becomes ``<unk>``, never an error.
 
 Layout of the ids (fixed, so image tokens form one contiguous range):
 ``0..5`` the special tokens, ``6 .. 6+K-1`` the image tokens ``<img0>..<img{K-1}>``, then words.
@@ -23,27 +20,18 @@ def image_token(code: int) -> str:
     return f"<img{code}>"
 
 
-def byte_bpe(texts, merges: int, special_tokens=()):
-    """A byte-level BPE ``tokenizers.Tokenizer``: ids ``0..len(special_tokens)-1`` are the special
-    tokens, then the 256 bytes, then at most ``merges`` merges learned from ``texts`` (pairs seen
-    at least twice). Deterministic for the same texts."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+def train_text_tokenizer(texts, codebook_size: int):
+    """A word-level ``PreTrainedTokenizerFast`` over ``texts`` plus the special and image tokens.
 
-    tok = Tokenizer(models.BPE())
+    Deterministic: the trainer orders words by count, ties alphabetically."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)  # "red" at the start = " red" inside
-    tok.decoder = decoders.ByteLevel()
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer = trainers.BpeTrainer(vocab_size=len(special_tokens) + len(alphabet) + merges, special_tokens=list(special_tokens),
-                                  initial_alphabet=alphabet, min_frequency=2, show_progress=False)
-    tok.train_from_iterator(list(texts), trainer)
-    return tok
-
-
-def train_text_tokenizer(texts, codebook_size: int, merges: int = 512):
-    """The LMM's ``PreTrainedTokenizerFast``: special tokens, one token per visual code, then a
-    byte-level BPE over ``texts`` (see :func:`byte_bpe`)."""
-    return wrap(byte_bpe(texts, merges, list(SPECIAL_TOKENS) + [image_token(c) for c in range(codebook_size)]))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()  # words (\w+) and runs of punctuation
+    specials = list(SPECIAL_TOKENS) + [image_token(c) for c in range(codebook_size)]
+    tok.train_from_iterator(list(texts), trainers.WordLevelTrainer(special_tokens=specials, min_frequency=1, show_progress=False))
+    return wrap(tok)
 
 
 def wrap(tok):

@@ -74,7 +74,7 @@ class VQConfig:
     codebook_size: int = 512
     norm_num_groups: int = 8
     # training
-    steps: int = 700  # 1500 steps gave recon R@1 0.86 in 710 s
+    steps: int = 1500  # 700 steps: PSNR 22.8 dB and recon R@1 0.27 (1500: 28.5 dB, 0.86)
     batch_size: int = 64
     lr: float = 2e-3
     reset_every: int = 50  # re-seed codes unused over this many steps (dead-code reset)

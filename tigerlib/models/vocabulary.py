@@ -38,27 +38,6 @@ def vocabulary_of(texts) -> set[str]:
     return out
 
 
-VOCABULARY_FILE = "vocabulary.json"
-
-
-def save_vocabulary(folder, vocabulary: set[str] | None) -> None:
-    """A trained model's vocabulary next to its weights (nothing for None)."""
-    import json
-    from pathlib import Path
-
-    if vocabulary is not None:
-        (Path(folder) / VOCABULARY_FILE).write_text(json.dumps(sorted(vocabulary)))
-
-
-def load_vocabulary(folder) -> set[str] | None:
-    """The vocabulary saved in a checkpoint folder, None where there is none."""
-    import json
-    from pathlib import Path
-
-    path = None if folder is None else Path(folder) / VOCABULARY_FILE
-    return set(json.loads(path.read_text())) if path is not None and path.exists() else None
-
-
 def unknown_prompt_warning(prompt: str, share: float) -> str | None:
     """The one warning line for a prompt the model does not understand, or None."""
     if share > 0:
