@@ -271,12 +271,6 @@ def common_scene_rows(world) -> np.ndarray:
     return np.flatnonzero(world.train.attributes["entity"] < 0)
 
 
-def common_scene_training_set(world) -> tuple[np.ndarray, list[list[str]]]:
-    """Train-split images and captions without the knowledge entities (common scenes only)."""
-    keep = common_scene_rows(world)
-    return world.train.images[keep], [world.train.captions[i] for i in keep]
-
-
 def train_diffusion(world, config: DiffusionConfig, seed: int, device="cpu", deps: dict | None = None) -> tuple[LatentDiffusion, dict]:
     """Denoising loss on quantized latents of common training scenes, text states from the frozen
     dual encoder (recomputed per batch from a random paraphrase), prompts dropped for guidance."""
