@@ -273,6 +273,24 @@ def test_recipe_hash_covers_the_training_code(settings, tiny_world, monkeypatch,
     assert "judge: its training code changed" in capsys.readouterr().err
 
 
+def test_warmup_stable_decay_keeps_the_full_rate_until_the_decay():
+    from tigerlib.models.training import warmup_stable_decay
+
+    def rates(steps, warmup, decay):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched, out = warmup_stable_decay(opt, warmup, steps, decay), []
+        for _ in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    r = rates(600, 100, 150)
+    assert r[0] == pytest.approx(0.01) and r[99] == r[300] == r[450] == 1.0 and r[525] == pytest.approx(0.5) and r[-1] < 0.001
+    short = rates(4, 1, 150)  # decay longer than the run: still starts at the full rate
+    assert short[0] == 1.0 and short[-1] < short[0]
+
+
 def test_a_stale_checkpoint_is_refused_on_load(settings, tiny_world, monkeypatch):
     import tigerlib.zoo as zoo
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import TigerError
-from .training import Phases, warmup_cosine
+from .training import Phases, warmup_stable_decay
 from .vocabulary import known_word_shares, unknown_prompt_warning
 
 
@@ -38,11 +38,14 @@ class DiffusionConfig:
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "v_prediction"
     # training
-    steps: int = 1200  # 2000 steps gave prompt R@1 0.98 (common) in 515 s; 1200 keeps the zoo in budget
+    # 700 steps at the full rate until the last 210: common/creative prompt R@1 0.94/0.92, as 1200
+    # steps on a cosine gave (judge all-attributes 0.63/0.52 against 0.68/0.59), in 58% of the time
+    steps: int = 700
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup: int = 100
+    decay: int = 210
     uncond_share: float = 0.1  # prompts dropped to "" so classifier-free guidance works
     grad_clip: float = 1.0
     # sampling defaults
@@ -299,7 +302,7 @@ def train_diffusion(world, config: DiffusionConfig, seed: int, device="cpu", dep
     noise_sched = DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_schedule=config.beta_schedule, prediction_type=config.prediction_type)
     unet = denoiser.unet.train()
     opt = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = warmup_cosine(opt, config.warmup, config.steps)
+    sched = warmup_stable_decay(opt, config.warmup, config.steps, config.decay)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     losses = []

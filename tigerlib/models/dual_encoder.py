@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from ..config import info
 from ..data.dataset import as_uint8_images
 from ..errors import TigerError
-from .training import Phases, warmup_cosine
+from .training import Phases, warmup_stable_decay
 from .vocabulary import known_word_shares, vocabulary_of
 
 MINI_CLIP_NAME = "tiger-mini-clip"
@@ -42,12 +42,14 @@ class DualEncoderConfig:
     text_heads: int = 4
     context_length: int = 24
     embed_dim: int = 128
-    # training
-    steps: int = 400
+    # training: 300 steps at the full rate until the last 90 give t2i R@1 0.95, entity R@1 1.0
+    # (400 on a cosine: 0.96, 0.995) in 3/4 of the time
+    steps: int = 300
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 0.1
-    warmup: int = 100
+    warmup: int = 60
+    decay: int = 90
     entity_share: float = 0.15
 
     def open_clip_config(self) -> dict:
@@ -215,7 +217,7 @@ def train_dual_encoder(world, config: DualEncoderConfig, seed: int, device="cpu"
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
-    sched = warmup_cosine(opt, config.warmup, config.steps)
+    sched = warmup_stable_decay(opt, config.warmup, config.steps, config.decay)
     loss_fn = ClipLoss()
     gen = world.generator
     rng = np.random.default_rng(seed)

@@ -17,6 +17,19 @@ def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, steps: int) -> torch.
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def warmup_stable_decay(opt: torch.optim.Optimizer, warmup: int, steps: int, decay: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, the full rate until the last ``decay`` steps, then cosine decay to zero:
+    a short recipe spends its steps at the full rate instead of on a long decay."""
+    warmup = max(1, warmup)
+    decay = max(1, min(decay, steps - warmup))  # a short run (tests, benchmarks) still trains at the full rate first
+
+    def factor(step: int) -> float:
+        tail = min(1.0, max(0.0, (step - (steps - decay)) / decay))
+        return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * tail))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
 class Phases:
     """Seconds per phase of a training loop: call ``mark(name)`` at the end of each phase and the
     time since the previous mark is added to it (``tiger bench zoo`` reports these)."""
