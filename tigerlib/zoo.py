@@ -48,7 +48,7 @@ class ZooModel:
 
 # Measured build seconds (training + evaluation) of each default recipe on the course's 2-core CPU
 # (AMD EPYC, AVX2, no bf16) with `tiger zoo build`; only the start-of-build plan uses them.
-JUDGE_SECONDS, DUAL_ENCODER_SECONDS, VQ_SECONDS, LMM_SECONDS, DIFFUSION_SECONDS, TEXT_LLM_SECONDS = 70.0, 245.0, 480.0, 1335.0, 400.0, 23.0
+JUDGE_SECONDS, DUAL_ENCODER_SECONDS, VQ_SECONDS, LMM_SECONDS, DIFFUSION_SECONDS, TEXT_LLM_SECONDS = 70.0, 245.0, 720.0, 1335.0, 400.0, 23.0
 
 ZOO: dict[str, ZooModel] = {
     "judge": ZooModel(
