@@ -46,8 +46,9 @@ class ZooModel:
     seconds: float = 0.0  # build seconds of the default recipe on the course's 2-core CPU (`tiger bench zoo`): the plan's estimate
 
 
-# Measured build seconds (training + evaluation) of each default recipe on the course's 2-core CPU
-# (AMD EPYC, AVX2, no bf16) with `tiger zoo build`; only the start-of-build plan uses them.
+# Build seconds (training + evaluation) of each default recipe on the course's 2-core CPU (AMD EPYC,
+# AVX2, no bf16) with `tiger zoo build`; only the start-of-build plan uses them. The dual encoder's
+# and the diffusion model's were measured on a machine 1.35x slower (322 s, 541 s) and scaled.
 JUDGE_SECONDS, DUAL_ENCODER_SECONDS, VQ_SECONDS, LMM_SECONDS, DIFFUSION_SECONDS, TEXT_LLM_SECONDS = 70.0, 245.0, 720.0, 1335.0, 400.0, 23.0
 
 ZOO: dict[str, ZooModel] = {
