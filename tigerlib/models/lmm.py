@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..config import info
 from ..errors import TigerError
 from .text_tokenizer import IMAGE_OFFSET, check_layout, load_text_tokenizer, save_text_tokenizer, train_text_tokenizer
-from .training import Phases, warmup_cosine
+from .training import Phases, warmup_stable_decay
 from .image_token_lm import ImageTokenLM, pad_right
 
 PROMPT = "generate an image of"
@@ -41,19 +41,23 @@ PAD, BOS, EOS, UNK, BOI, EOI = range(6)
 
 @dataclass(frozen=True)
 class LMMConfig:
-    hidden_size: int = 256
+    # 192 wide, 1500 steps at a stable rate (2.0M parameters): reverse top-1 0.885, CLIP-T gap 0.51,
+    # TIGeR common R@1 0.73, in about half the build seconds of 256 wide x 2000 steps on a cosine (0.85, 0.54,
+    # 0.63). 256 wide x 1000 steps at a stable rate fell short (0.72, 0.28, 0.37)
+    hidden_size: int = 192
     layers: int = 4
     heads: int = 4
-    intermediate_size: int = 688
+    intermediate_size: int = 512
     max_length: int = 112  # context: prompt + image tokens + caption
     codebook_size: int = 512  # must match the visual tokenizer
     tokens_per_image: int = 64
     # training
-    steps: int = 2000
+    steps: int = 1500
     batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.1
     warmup: int = 100
+    decay: int = 450  # the last steps' cosine decay (warmup_stable_decay)
     i2t_share: float = 0.6  # share of image -> text sequences in a batch
     null_share: float = 0.1  # share of text -> image sequences with the null prompt
     entity_share: float = 0.4  # share of entity photos in a batch (uniform over the train split: ~0.09): memorizing entities needs repeats
@@ -263,7 +267,7 @@ def train_lmm(world, config: LMMConfig, seed: int, device="cpu", deps: dict | No
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
-    sched = warmup_cosine(opt, config.warmup, config.steps)
+    sched = warmup_stable_decay(opt, config.warmup, config.steps, config.decay)
     use_bf16 = config.bf16 and _fast_bf16(device)
     rng = np.random.default_rng(seed)
     ent = world.train.attributes.get("entity")  # data without ground truth: no entity pool
