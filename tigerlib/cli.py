@@ -101,6 +101,32 @@ def cmd_eval_tiger(args, s) -> None:
               f"judge on the re-ranked top-1: {judged['entity'] if kind == 'knowledge' else judged['all']}")
 
 
+def cmd_eval_grace(args, s) -> None:
+    from .data.world_store import load_world
+    from .evaluation.grace_eval import evaluate_grace
+    from .methods import DenseRetriever
+    from .zoo import load_grace, load_judge, zoo_status
+
+    world = load_world(s.data_dir, s.world_config())
+    types = args.types or None
+    models = load_grace(s, types)
+    lmm, vq, enc = _tiger_models(s)
+    status = zoo_status(s)["models"]
+    manifests = {t: status[f"grace_{t}"] for t in models}
+    result = evaluate_grace(models, DenseRetriever(enc, world.gallery.images), world, judge=load_judge(s), manifests=manifests,
+                            lmm=lmm, visual_tokenizer=vq, dual_encoder=enc, forgetting_types=args.forgetting_types, forgetting_steps=args.forgetting_steps, seed=s.seed)
+    if args.json:
+        _print_json(result)
+        return
+    print(f"{'type':<11} {'knowledge R@1/5/10':<20} {'common R@1/5/10':<20} {'ms/query':>8}")
+    for t, r in [*result["types"].items(), ("dense", result["dense"])]:
+        k, c = r["knowledge"], r["common"]
+        print(f"{t:<11} {k['r1']:.2f}/{k['r5']:.2f}/{k['r10']:.2f}       {c['r1']:.2f}/{c['r5']:.2f}/{c['r10']:.2f}       {r['ms_per_query']:8.1f}")
+    for t, f in result["forgetting"].items():
+        print(f"forgetting ({t}, {f['new_images']} new images, {f['steps']} steps): new R@1 {f['before']['new']:.2f} -> {f['after']['new']:.2f}; "
+              f"common {f['before']['common']:.2f} -> {f['after']['common']:.2f}; knowledge {f['before']['knowledge']:.2f} -> {f['after']['knowledge']:.2f}")
+
+
 def cmd_retrieve(args, s) -> None:
     """Rank the gallery for one prompt; warn when the model knows none of its words."""
     from .data.world_store import load_world
@@ -110,6 +136,10 @@ def cmd_retrieve(args, s) -> None:
     if args.method == "tiger":
         lmm, vq, _ = _tiger_models(s)
         retriever, options = TIGeR.from_images(lmm, vq, world.gallery.images), {"num_beams": args.beams}
+    elif args.method == "grace":
+        from .zoo import load_grace
+
+        retriever, options = load_grace(s, [args.id_type])[args.id_type], {}
     else:
         from .zoo import load_dual_encoder
 
@@ -230,9 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
     et.add_argument("--json", action="store_true")
     et.set_defaults(func=cmd_eval_tiger)
 
-    rt = sub.add_parser("retrieve", help="rank the mini gallery for a prompt (dense or TIGeR)")
+    eg = ev.add_parser("grace", help="GRACE on the mini world: every identifier type, the dense baseline, describe-by-id, forgetting")
+    eg.add_argument("--types", nargs="+", choices=["string", "numeric", "semantic", "structured", "atomic"], help="identifier types (default: all five)")
+    eg.add_argument("--forgetting-types", type=int, default=2, help="run the forgetting study for this many of the best types (0: none)")
+    eg.add_argument("--forgetting-steps", type=int, default=40, help="fine-tuning steps that memorize the new images")
+    eg.add_argument("--json", action="store_true")
+    eg.set_defaults(func=cmd_eval_grace)
+
+    rt = sub.add_parser("retrieve", help="rank the mini gallery for a prompt (dense, TIGeR or GRACE)")
     rt.add_argument("prompt")
-    rt.add_argument("--method", choices=["dense", "tiger"], default="dense")
+    rt.add_argument("--method", choices=["dense", "tiger", "grace"], default="dense")
+    rt.add_argument("--id-type", choices=["string", "numeric", "semantic", "structured", "atomic"], default="atomic", help="GRACE's identifier type")
     rt.add_argument("--k", type=int, default=5)
     rt.add_argument("--beams", type=int, default=100, help="TIGeR's beams")
     rt.add_argument("--json", action="store_true")

@@ -164,3 +164,38 @@ def plot_retrieval_scaling(result: dict):
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def plot_loss_curve(curves: dict[str, list[float]], title: str = ""):
+    """Training loss per step of each objective (GRACE: memorize and retrieve)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for name, values in curves.items():
+        if values:
+            ax.plot(np.arange(1, len(values) + 1), values, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per identifier token)")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_recall_bars(results: dict[str, dict], kinds=("knowledge", "common")):
+    """R@1 per method (for example GRACE's identifier types and the dense baseline), one bar group per query kind."""
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    x = np.arange(len(names))
+    width = 0.8 / len(kinds)
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names)), 3.2))
+    for j, kind in enumerate(kinds):
+        ax.bar(x + (j - (len(kinds) - 1) / 2) * width, [results[n][kind]["r1"] for n in names], width, label=kind)
+    ax.set_xticks(x, names)
+    ax.set_ylabel("R@1")
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    fig.tight_layout()
+    return fig

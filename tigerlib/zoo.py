@@ -18,6 +18,7 @@ import torch
 
 from .config import Settings, info
 from .errors import TigerError
+from .evaluation.grace_eval import evaluate_grace_model
 from .evaluation.zoo_metrics import evaluate_diffusion, evaluate_dual_encoder, evaluate_judge, evaluate_lmm, evaluate_tokenizer
 from .models.diffusion import DiffusionConfig, LatentDiffusion, StableDiffusion, train_diffusion
 from .models.dual_encoder import DualEncoder, DualEncoderConfig, train_dual_encoder
@@ -25,6 +26,9 @@ from .models.judge import AttributeJudge, ClipJudge, JudgeConfig, train_judge
 from .models.lmm import LMMConfig, UnifiedLMM, train_lmm
 from .models.text_llm import TextLLM, TextLLMConfig, import_text_llm
 from .models.visual_tokenizer import JanusTokenizer, VQConfig, VQTokenizer, train_vq
+from .methods.grace import GRACE, GRACE_RECIPES, GRACEConfig
+from .methods.grace import TYPES as GRACE_TYPES
+from .methods.grace import train_for_zoo as train_grace_for_zoo
 from .storage import atomic_dir, atomic_write_json, files_manifest, read_json, verify_files
 
 ZOO_VERSION = 3  # 2: the judge; metrics computed by tigerlib.evaluation. 3: the recipe hash
@@ -42,7 +46,7 @@ class ZooModel:
     files: bool = False  # the model saves more than its weights (model.save_files(folder), e.g. a tokenizer)
     runs_with_needs: bool = False  # loading it loads its dependencies too (the diffusion model decodes with the VQ)
     config_for: Callable | None = None  # (world) -> the default config, where it depends on the world
-    sources: tuple[str, ...] = ()  # modules of its training code (tigerlib.models.*): a change there rebuilds it
+    sources: tuple[str, ...] = ()  # modules of its training code ("lmm": tigerlib.models.lmm, or a full "tigerlib." name): a change there rebuilds it
     seconds: float = 0.0  # build seconds of the default recipe on the course's 2-core CPU (`tiger bench zoo`): the plan's estimate
 
 
@@ -51,6 +55,7 @@ class ZooModel:
 # and the diffusion model's were measured on a machine 1.35x slower (322 s, 541 s) and scaled; the
 # LMM's on one 1.45x slower (907 s, where the dual encoder took 355 s).
 JUDGE_SECONDS, DUAL_ENCODER_SECONDS, VQ_SECONDS, LMM_SECONDS, DIFFUSION_SECONDS, TEXT_LLM_SECONDS = 70.0, 245.0, 720.0, 625.0, 400.0, 23.0
+GRACE_SECONDS = {"string": 60.0, "numeric": 60.0, "semantic": 60.0, "structured": 60.0, "atomic": 60.0}
 
 ZOO: dict[str, ZooModel] = {
     "judge": ZooModel(
@@ -125,6 +130,26 @@ ZOO: dict[str, ZooModel] = {
         seconds=TEXT_LLM_SECONDS,
     ),
 }
+
+
+def _grace_entry(id_type: str) -> ZooModel:
+    """GRACE with one identifier type: the zoo's LMM fine-tuned to memorize the gallery."""
+    return ZooModel(
+        f"grace_{id_type}",
+        "grace",
+        GRACEConfig,
+        ("dual_encoder", "visual_tokenizer", "lmm"),
+        train_grace_for_zoo,
+        lambda model, world, deps: evaluate_grace_model(model, world),
+        lambda cfg, device, folder, deps: GRACE.create(cfg, device, folder),
+        files=True,
+        config_for=lambda world: GRACE_RECIPES[id_type],
+        sources=("tigerlib.methods.grace", "tigerlib.identifiers", "training"),
+        seconds=GRACE_SECONDS[id_type],
+    )
+
+
+ZOO.update({f"grace_{t}": _grace_entry(t) for t in GRACE_TYPES})
 
 
 # What each built mini model must reach (checked by the quality tests, tests/quality): the
@@ -293,7 +318,8 @@ def recipe_hash(entry: ZooModel) -> str:
     digest = hashlib.sha256()
     for module in sorted(set(entry.sources)):
         digest.update(module.encode())
-        digest.update(Path(importlib.import_module(f"tigerlib.models.{module}").__file__).read_bytes())
+        name = module if module.startswith("tigerlib.") else f"tigerlib.models.{module}"
+        digest.update(Path(importlib.import_module(name).__file__).read_bytes())
     return digest.hexdigest()
 
 
@@ -388,6 +414,14 @@ def load_text_to_image(settings: Settings):
 def load_text_llm(settings: Settings) -> TextLLM:
     """Mini: SmolLM2-135M-Instruct as saved in the zoo; full: any causal LM by name (OPT-6.7B)."""
     return load_role(settings, "text_llm", TextLLM.from_pretrained)
+
+
+def load_grace(settings: Settings, types: list[str] | None = None) -> dict[str, GRACE]:
+    """The zoo's GRACE models by identifier type (default: all five). Mini scale only: GRACE
+    fine-tunes the LMM on the gallery, so there is no pretrained checkpoint to name."""
+    from .methods.grace import check_type
+
+    return {t: load_zoo_model(settings, f"grace_{check_type(t)}") for t in (types or GRACE_TYPES)}
 
 
 def load_lmm(settings: Settings):
