@@ -183,7 +183,7 @@ def plot_loss_curve(curves: dict[str, list[float]], title: str = ""):
     return fig
 
 
-def plot_recall_bars(results: dict[str, dict], kinds=("knowledge", "common")):
+def plot_method_bars(results: dict[str, dict], kinds=("knowledge", "common")):
     """R@1 per method (for example GRACE's identifier types and the dense baseline), one bar group per query kind."""
     import matplotlib.pyplot as plt
 

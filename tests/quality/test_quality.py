@@ -149,8 +149,8 @@ def test_grace_trains_and_reports_every_identifier_type(grace_results):
     models, result = grace_results
     assert set(result["types"]) == {"string", "numeric", "semantic", "structured", "atomic"}
     for t, r in result["types"].items():
-        assert r["added_parameters"] > 0 or t == "semantic"
-        assert r["common"]["r10"] > 0.05 and r["knowledge"]["r10"] > 0.05, (t, r)  # each type learned something
+        assert r["added_parameters"] > 0, t
+        assert r["knowledge"]["r10"] >= 0.3, (t, r)  # each type learned the names (chance: about 0.01)
 
 
 def test_grace_best_type_reaches_the_targets(grace_results):

@@ -28,6 +28,10 @@ The five identifier types (built by ``tigerlib.identifiers``), as tokens of the 
 
 New tokens get new rows at the end of the LMM's embedding and output matrices; the tokenizer is
 the LMM's own, and GRACE keeps the map from identifier symbols to the new token ids.
+
+Byte-identical gallery images are different gallery entries: every type but semantic gives them
+distinct identifiers (nothing in the image tells them apart, so a query finds either one);
+semantic ids name both when their captions are the same, and both are returned together.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..decoding.beam_search import BeamSearchResult, CausalLMScorer, constrained_beam_search
 from ..decoding.trie import TensorTrie
@@ -96,7 +101,7 @@ def check_type(id_type: str) -> str:
 
 
 @torch.no_grad()
-def sample_captions(lmm, codes, n: int, top_p: float = 0.9, seed: int = 0, max_new_tokens: int = 24, images_per_batch: int = 128) -> list[list[str]]:
+def sample_captions(lmm, codes, n: int, top_p: float = 0.9, seed: int = 0, max_new_tokens: int = 24, images_per_batch: int = 32) -> list[list[str]]:
     """``n`` captions per image from the LMM's captioner: the greedy one first, then nucleus
     samples. The image prefix runs once per image and its KV cache is shared by the n rows."""
     if n < 1 or not 0 < top_p <= 1:
@@ -105,7 +110,7 @@ def sample_captions(lmm, codes, n: int, top_p: float = 0.9, seed: int = 0, max_n
     word_ids = torch.cat([torch.tensor([EOS]), torch.arange(lmm.first_word, lmm.vocab_size)]).to(lmm.device)
     gen = torch.Generator().manual_seed(int(seed))
     out: list[list[str]] = []
-    for lo in range(0, len(prefix), images_per_batch):
+    for lo in tqdm(range(0, len(prefix), images_per_batch), desc="captions", leave=False, disable=len(prefix) <= images_per_batch):
         first = lmm.model(input_ids=prefix[lo : lo + images_per_batch].to(lmm.device), use_cache=True, logits_to_keep=1)
         cache, logits = first.cache, first.logits[:, -1].repeat_interleave(n, 0)
         cache.batch_repeat_interleave(n)
@@ -357,7 +362,6 @@ def train_grace(lmm, identifiers: Identifiers, codes, queries: list[list[str]], 
     """Fine-tune (a copy of) the LMM to memorize the gallery and to retrieve from ``queries``
     (per image, texts naming it: pseudo-queries). ``grace``: continue training that model instead
     (new images: ``images`` says which to train on, default all)."""
-    from tqdm.auto import tqdm
 
     if config.id_type != identifiers.kind:
         raise TigerError(f"the config asks for {config.id_type!r} identifiers, got {identifiers.kind!r} ones")
