@@ -170,3 +170,23 @@ def test_grace_memorizes_new_images(settings, zoo, world, grace_results):
     study, _ = forgetting_study(models[result["best_type"]], zoo["lmm"], zoo["visual_tokenizer"], zoo["dual_encoder"], world, n_new=100, steps=40, n_queries=50)
     print("\nforgetting study:", study)
     assert study["after"]["new"] >= study["before"]["new"] + 0.3, study
+
+
+def test_filtered_pseudo_queries_name_the_right_shape_more_often(zoo, world):
+    """Notebook 02, step 1: keeping the captions the dual encoder finds closest to the image
+    (3 of 8) makes GRACE's training queries more often right about the shape than the first 3."""
+    from tigerlib.identifiers import words
+    from tigerlib.methods.grace import pseudo_queries
+
+    g = world.gallery
+    idx = np.flatnonzero(g.attributes["kind"] == W.KIND_COMMON)[:200]
+    codes = zoo["visual_tokenizer"].encode(g.images[idx])
+
+    def shape_right(queries) -> float:
+        # the world names shapes by their canonical words (W.SHAPES), so a caption names a shape if it contains it
+        return float(np.mean([W.SHAPES[g.attributes["shape"][i]] in words(q) for i, qs in zip(idx, queries) for q in qs]))
+
+    raw = shape_right(pseudo_queries(zoo["lmm"], codes, n=3, candidates=3, seed=0))
+    kept = shape_right(pseudo_queries(zoo["lmm"], codes, n=3, candidates=8, seed=0, dual_encoder=zoo["dual_encoder"], images=g.images[idx]))
+    print(f"\npseudo-queries naming the right shape: unfiltered {raw:.2f}, filtered {kept:.2f}")
+    assert kept >= raw + 0.1, (raw, kept)
