@@ -51,7 +51,7 @@ def test_pseudo_queries_are_the_captioners_words(lmm, codes, queries):
 @pytest.mark.parametrize("id_type", TYPES)
 def test_every_type_trains_and_retrieves_only_gallery_images(trained, id_type):
     model, stats = trained[id_type]
-    assert stats["train_seconds"] > 0 and stats["final_loss_retrieve"] is not None
+    assert stats["train_seconds"] >= 0 and stats["final_loss_retrieve"] is not None
     assert stats["added_parameters"] == model.added_parameters > 0
     for prompt in ["a small red circle on the left, gray background", "", "qwzx blorp", "红色的圆"]:
         r = model.retrieve(prompt, k=N)

@@ -127,6 +127,20 @@ def cmd_eval_grace(args, s) -> None:
               f"common {f['before']['common']:.2f} -> {f['after']['common']:.2f}; knowledge {f['before']['knowledge']:.2f} -> {f['after']['knowledge']:.2f}")
 
 
+def cmd_eval_gill(args, s) -> None:
+    from .data.world_store import load_world
+    from .evaluation.gill_eval import evaluate_gill, findings
+    from .zoo import load_gill, load_judge, zoo_status
+
+    world = load_world(s.data_dir, s.world_config())
+    gill = load_gill(s)
+    result = evaluate_gill(gill, world, load_judge(s), n_prompts=args.n_prompts, n_queries=args.n_queries, seed=s.seed, manifest=zoo_status(s)["models"]["gill"])
+    if args.json:
+        _print_json(result)
+        return
+    print("\n".join(findings(result)))
+
+
 def cmd_retrieve(args, s) -> None:
     """Rank the gallery for one prompt; warn when the model knows none of its words."""
     from .data.world_store import load_world
@@ -140,6 +154,10 @@ def cmd_retrieve(args, s) -> None:
         from .zoo import load_grace
 
         retriever, options = load_grace(s, [args.id_type])[args.id_type], {}
+    elif args.method == "gill":
+        from .zoo import load_gill
+
+        retriever, options = load_gill(s).retriever(world.gallery.images), {}
     else:
         from .zoo import load_dual_encoder
 
@@ -267,9 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
     eg.add_argument("--json", action="store_true")
     eg.set_defaults(func=cmd_eval_grace)
 
-    rt = sub.add_parser("retrieve", help="rank the mini gallery for a prompt (dense, TIGeR or GRACE)")
+    eh = ev.add_parser("gill", help="GILL on the mini world: mapped vs direct generation (in-world and out-of-world words), the retrieval head vs dense, captioning")
+    eh.add_argument("--n-prompts", type=int, default=100, help="prompts per generation set (common, creative; out-of-world: 50..60)")
+    eh.add_argument("--n-queries", type=int, default=None, help="retrieval queries per kind (default: all)")
+    eh.add_argument("--json", action="store_true")
+    eh.set_defaults(func=cmd_eval_gill)
+
+    rt = sub.add_parser("retrieve", help="rank the mini gallery for a prompt (dense, TIGeR, GRACE or GILL's retrieval head)")
     rt.add_argument("prompt")
-    rt.add_argument("--method", choices=["dense", "tiger", "grace"], default="dense")
+    rt.add_argument("--method", choices=["dense", "tiger", "grace", "gill"], default="dense")
     rt.add_argument("--id-type", choices=["string", "numeric", "semantic", "structured", "atomic"], default="atomic", help="GRACE's identifier type")
     rt.add_argument("--k", type=int, default=5)
     rt.add_argument("--beams", type=int, default=100, help="TIGeR's beams")

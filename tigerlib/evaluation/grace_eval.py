@@ -21,37 +21,7 @@ from ..data.dataset import CaptionedImages, Queries
 from ..data.world_store import hit_sets
 from ..errors import TigerError
 from ..identifiers import words
-from .judging import top1_accuracy
-from .retrieval import recall_at_k
-
-KINDS = ("knowledge", "common")
-KS = (1, 5, 10)
-
-
-def _recalls(rankings, hits) -> dict[str, float]:
-    return {f"r{k}": v for k, v in recall_at_k(rankings, hits, KS).items()}
-
-
-def retrieval_metrics(retriever, queries: Queries, judge_reading=None, n_queries: int | None = None) -> dict:
-    """R@1/5/10 per query kind (the first ``n_queries`` of each; None: all), ms per query and
-    (with the judge's reading of the gallery) the judge's accuracy of each top-1, for any :class:`Retriever`."""
-    out: dict = {}
-    seconds, n = 0.0, 0
-    for kind in KINDS:
-        q = queries.subset(kind)
-        if n_queries is not None:
-            q = q.subset(np.arange(min(n_queries, len(q))))
-        t0 = time.perf_counter()
-        rankings = retriever.retrieve(list(q.texts), k=max(KS))
-        seconds += time.perf_counter() - t0
-        n += len(q)
-        out[kind] = _recalls(rankings, q.hits)
-        if judge_reading is not None:
-            top1 = np.array([r.top1 for r in rankings], dtype=np.int64)
-            acc = top1_accuracy(judge_reading, top1, q.attributes)
-            out.setdefault("judge_top1_accuracy", {})[kind] = acc["entity"] if kind == "knowledge" else acc["all"]
-    out["ms_per_query"] = round(1000 * seconds / max(1, n), 2)
-    return out
+from .retrieval import KINDS, KS, recall_at_k, retrieval_metrics  # noqa: F401 (KS, retrieval_metrics: notebook 02 and tests reach them here)
 
 
 def subgallery(world, idx) -> tuple[CaptionedImages, Queries]:

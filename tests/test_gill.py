@@ -1,0 +1,155 @@
+"""GILL on tiny models: a tiny random Llama stands in for the frozen LLM (the real SmolLM2 is
+tested in test_text_llm.py), the tiny dual encoder and diffusion model for theirs."""
+import numpy as np
+import pytest
+import torch
+
+from tigerlib.errors import TigerError
+from tigerlib.methods.gill import GILL, TINY_GILL, GILLRetriever, info_nce, train_gill, training_pairs
+from tigerlib.methods.gill_mapper import FULL_MAPPER, TINY_MAPPER, GILLMapper
+from tigerlib.models.diffusion import TINY_DIFFUSION, train_diffusion
+from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
+from tigerlib.models.text_llm import TextLLM
+from tigerlib.models.visual_tokenizer import TINY_VQ, VQTokenizer
+
+
+def tiny_llm(world) -> TextLLM:
+    """A tiny random causal LM over a word-level tokenizer of the world's captions."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tigerlib.models.text_tokenizer import train_text_tokenizer
+
+    tok = train_text_tokenizer([c for caps in world.train.captions for c in caps] + list(world.entity_names), 4)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=128,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
+    return TextLLM(LlamaForCausalLM(cfg), tok, "tiny")
+
+
+@pytest.fixture(scope="module")
+def deps(tiny_world, one_thread):
+    torch.manual_seed(0)
+    de, vq = DualEncoder.create(TINY_DUAL_ENCODER), VQTokenizer.create(TINY_VQ)
+    t2i, _ = train_diffusion(tiny_world, TINY_DIFFUSION, 0, "cpu", {"dual_encoder": de, "visual_tokenizer": vq})
+    return {"text_llm": tiny_llm(tiny_world), "dual_encoder": de, "diffusion": t2i}
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_world, deps):
+    before = {k: v.clone() for k, v in deps["text_llm"].model.state_dict().items()}
+    gill, stats = train_gill(tiny_world, TINY_GILL, 0, "cpu", deps)
+    return gill, stats, before
+
+
+def test_mapper_shapes_at_both_scales():
+    m = GILLMapper(TINY_MAPPER)
+    out = m(torch.randn(3, 8, 32), torch.randn(3, 8, 32))
+    assert out.shape == (3, TINY_MAPPER.queries, TINY_MAPPER.out_width)
+    assert (FULL_MAPPER.llm_width, FULL_MAPPER.width, FULL_MAPPER.queries, FULL_MAPPER.out_width) == (4096, 512, 77, 768)
+    assert (FULL_MAPPER.encoder_layers, FULL_MAPPER.decoder_layers, FULL_MAPPER.heads) == (4, 4, 4)
+    with pytest.raises(TigerError, match="hidden states"):
+        m(torch.randn(3, 8, 31), torch.randn(3, 8, 31))
+
+
+def test_only_the_new_parameters_train_and_the_llm_stays_bit_identical(trained, deps):
+    gill, stats, before = trained
+    after = deps["text_llm"].model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not any(p.requires_grad for p in deps["text_llm"].model.parameters())
+    assert stats["trained_parameters"] == sum(p.numel() for p in gill.model.parameters())
+    assert set(stats["final_loss"]) == {"token", "l2", "nce", "caption"}
+
+
+def test_outputs_have_the_diffusion_models_shapes(trained, deps):
+    gill, _, _ = trained
+    cond = deps["diffusion"].encode_prompt(["x"])
+    emb = gill.prompt_embeds(["a red circle", "the flag of nowhere"])
+    assert emb.shape == (2, *cond.shape[1:])
+    imgs = gill.generate(["a red circle"], seed=1, progress=False)
+    assert imgs.shape == (1, 32, 32, 3) and imgs.dtype == np.uint8
+    assert np.array_equal(imgs, gill.generate(["a red circle"], seed=1, progress=False))
+    lp = gill.img_token_logprob(["a red circle", ""])
+    assert lp.shape == (2,) and bool((lp <= 0).all())
+    assert gill.prompt_embeds([None, "", "红色的圆 🙂"]).shape == (3, *cond.shape[1:])  # odd prompts still give conditioning
+
+
+def test_batched_states_equal_one_by_one(trained):
+    gill, _, _ = trained
+    prompts = ["a red circle on a black background", "square", "the flag of nowhere at all today"]
+    batched = gill.img_states(prompts)
+    single = torch.cat([gill.img_states([p]) for p in prompts])
+    assert torch.allclose(batched, single, atol=1e-5)
+
+
+def test_retriever_interface_and_captions(trained, tiny_world):
+    gill, _, _ = trained
+    r = gill.retriever(tiny_world.gallery.images)
+    assert isinstance(r, GILLRetriever) and len(r) == len(tiny_world.gallery)
+    ranking = r.retrieve("a red circle", k=5)
+    assert len(ranking.indices) == 5 and bool((ranking.scores[:-1] >= ranking.scores[1:]).all())
+    with pytest.raises(TigerError, match="empty"):
+        gill.retriever(tiny_world.gallery.images[:0])
+    caps = gill.caption(tiny_world.gallery.images[:3], max_new_tokens=4)
+    assert len(caps) == 3 and all(isinstance(c, str) for c in caps)
+    assert isinstance(gill.answer([tiny_world.gallery.images[0], "describe"], max_new_tokens=3), str)
+    with pytest.raises(TigerError, match="at least one"):
+        gill.answer([])
+
+
+def test_training_pairs_share_and_info_nce():
+    class W:
+        class train:
+            attributes = {"entity": np.array([-1] * 90 + [0] * 10)}
+            captions = [[f"c{i}a", f"c{i}b"] for i in range(100)]
+
+    rows, caps = training_pairs(W, 400, 0.5, 0)
+    assert 0.4 < float((rows >= 90).mean()) < 0.6 and all(c.startswith(f"c{r}") for r, c in zip(rows, caps))
+    with pytest.raises(TigerError, match="share"):
+        training_pairs(W, 4, 1.5, 0)
+    v = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    assert float(info_nce(v, v, torch.tensor(3.0))) < float(info_nce(v, v.roll(1, 0), torch.tensor(3.0)))
+
+
+def test_missing_dependencies_name_the_fix(tiny_world):
+    with pytest.raises(TigerError, match="tiger zoo build"):
+        train_gill(tiny_world, TINY_GILL, 0, "cpu", {})
+
+
+def test_saved_weights_load_back_through_the_zoo_entry(trained, deps, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from tigerlib.zoo import ZOO
+
+    gill, _, _ = trained
+    save_file({k: v.detach().clone().contiguous() for k, v in gill.model.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    gill.save_files(tmp_path)
+    again = ZOO["gill"].create(TINY_GILL, "cpu", tmp_path, deps)
+    again.model.load_state_dict(load_file(tmp_path / "model.safetensors"))
+    again.model.eval()
+    assert torch.equal(again.prompt_embeds(["a red circle"]), gill.prompt_embeds(["a red circle"]))
+    assert "text_llm" in ZOO["gill"].needs and ZOO["gill"].runs_with_needs
+
+
+def test_the_optional_gill_model_has_floors_once_built():
+    from tigerlib.zoo import ZOO, below_floors, build_command
+
+    assert ZOO["gill"].optional and build_command(ZOO["gill"]) == "tiger zoo build --only gill"
+    status = {"models": {n: {"built": False} for n in ZOO}}
+    assert not any(m.startswith("gill ") for m in below_floors(status))
+    status["models"]["gill"] = {"built": True, "metrics": {"common_judge_ratio": 0.1}}
+    assert any(m.startswith("gill common_judge_ratio=0.1") for m in below_floors(status))
+
+
+def test_out_of_world_prompts_use_words_no_training_caption_has(tiny_world):
+    from tigerlib.data.out_of_world import SYNONYMS, out_of_world_prompts
+    from tigerlib.models.vocabulary import vocabulary_of, words
+
+    seen = vocabulary_of(c for caps in tiny_world.train.captions for c in caps)
+    for table in SYNONYMS.values():
+        for phrases in table.values():
+            assert all(set(words(p)) - seen for p in phrases), phrases  # each synonym brings a word the world never uses
+    prompts, truth = out_of_world_prompts(tiny_world, n=20)
+    assert len(prompts) == len(truth["shape"]) == min(20, len(tiny_world.val))
+    key = np.stack([truth[k] for k in ("shape", "color", "size", "pos", "bg")], 1)
+    assert len(np.unique(key, axis=0)) == len(key)  # distinct scenes
+    assert out_of_world_prompts(tiny_world, n=20)[0] == prompts  # seeded
