@@ -405,7 +405,7 @@ def train_gill(world, config: GILLConfig, seed: int, device="cpu", deps: dict | 
     m.eval()
     tail = lambda v: round(float(np.mean(v[-20:])), 4) if v else None  # noqa: E731
     return gill, {
-        "train_seconds": round(time.perf_counter() - t0, 1),
+        "train_seconds": round(time.perf_counter() - t0, 3),
         "phases": ph.summary(),
         "final_loss": {k: tail(v) for k, v in curves.items()},
         "loss_curves": curves,

@@ -420,7 +420,7 @@ def train_grace(lmm, identifiers: Identifiers, codes, queries: list[list[str]], 
     model.eval()
     tail = lambda v: round(float(np.mean(v[-20:])), 4) if v else None  # noqa: E731
     return model_obj, {
-        "train_seconds": round(time.perf_counter() - t0, 1),
+        "train_seconds": round(time.perf_counter() - t0, 3),
         "final_loss_memorize": tail(losses["memorize"]),
         "final_loss_retrieve": tail(losses["retrieve"]),
         "loss_curve": {k: [round(x, 4) for x in v] for k, v in losses.items()},
