@@ -37,7 +37,7 @@ from ..errors import TigerError
 from ..models.training import Phases, warmup_stable_decay
 from ..models.vocabulary import known_word_shares
 from .gill_mapper import GILLMapper, GILLMapperConfig
-from .retriever import Ranking, Retriever, check_prompts
+from .retriever import EmbeddingRetriever, check_prompts
 
 
 @dataclass(frozen=True)
@@ -230,43 +230,42 @@ class GILL:
         return F.normalize(prefix, dim=-1) * self.embedding_norm
 
     @torch.no_grad()
+    def _continue(self, embeds: torch.Tensor, max_new_tokens: int) -> list[str]:
+        """The frozen LLM's greedy continuation of each row of input embeddings [B, T, D]."""
+        tok = self.llm.tokenizer
+        mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
+        ids = self.llm.model.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        return [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
+
+    @torch.no_grad()
     def caption(self, images, max_new_tokens: int = 16, batch_size: int = 64) -> list[str]:
         """Greedy captions the frozen LLM writes after reading each image's visual embeddings."""
-        tok = self.llm.tokenizer
         out: list[str] = []
         for i in range(0, len(images), batch_size):
-            prefix = self.visual_embeddings(images[i : i + batch_size])
-            mask = torch.ones(prefix.shape[:2], dtype=torch.long, device=self.device)
-            ids = self.llm.model.generate(inputs_embeds=prefix, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-                                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-            out += [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
+            out += self._continue(self.visual_embeddings(images[i : i + batch_size]), max_new_tokens)
         return out
 
+    @torch.no_grad()
     def answer(self, parts: list, max_new_tokens: int = 24) -> str:
         """A prompt of images and texts in any order (GILL's interleaved input) -> the LLM's
         greedy continuation. Images are uint8 arrays [S, S, 3]; texts are strings."""
         tok = self.llm.tokenizer
         pieces = []
-        with torch.no_grad():
-            for part in parts:
-                if isinstance(part, str):
-                    ids = torch.tensor([tok(part, add_special_tokens=False).input_ids], device=self.device)
-                    pieces.append(self.llm.model.get_input_embeddings()(ids))
-                else:
-                    image = np.asarray(part)
-                    pieces.append(self.visual_embeddings(image[None] if image.ndim == 3 else image).flatten(0, 1)[None])
-            if not pieces:
-                raise TigerError("answer() needs at least one image or text")
-            embeds = torch.cat(pieces, 1)
-            ids = self.llm.model.generate(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device),
-                                          max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-        return tok.decode(ids[0], skip_special_tokens=True).strip()
+        for part in parts:
+            if isinstance(part, str):
+                ids = torch.tensor([tok(part, add_special_tokens=False).input_ids], device=self.device)
+                pieces.append(self.llm.model.get_input_embeddings()(ids))
+            else:
+                image = np.asarray(part)
+                pieces.append(self.visual_embeddings(image[None] if image.ndim == 3 else image).flatten(0, 1)[None])
+        if not pieces:
+            raise TigerError("answer() needs at least one image or text")
+        return self._continue(torch.cat(pieces, 1), max_new_tokens)[0]
 
 
-class GILLRetriever(Retriever):
+class GILLRetriever(EmbeddingRetriever):
     """GILL's retrieval head over a gallery: cosine of the [IMG0] vector and each image's vector."""
-
-    score_name = "cosine"
 
     def __init__(self, gill: GILL, gallery_images):
         if len(gallery_images) == 0:
@@ -274,16 +273,11 @@ class GILLRetriever(Retriever):
         self.gill = gill
         self.embeddings = gill.image_vectors(gallery_images)
 
-    def __len__(self) -> int:
-        return len(self.embeddings)
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        return self.gill.text_vectors(prompts)
 
-    def _retrieve(self, prompts: list[str], k: int | None) -> list[Ranking]:
-        t0 = time.perf_counter()
-        s = self.gill.text_vectors(prompts) @ self.embeddings.T
-        top = s.topk(len(self) if k is None else min(k, len(self)), dim=1)
-        seconds = (time.perf_counter() - t0) / max(1, len(prompts))
-        known = known_word_shares(prompts, None)  # a pretrained LLM: every word counts as known
-        return [Ranking(p, top.indices[i].cpu(), top.values[i].cpu(), self.score_name, seconds, known[i]) for i, p in enumerate(prompts)]
+    def known_word_shares(self, prompts: list[str]) -> list[float]:
+        return known_word_shares(prompts, None)  # a pretrained LLM: every word counts as known
 
 
 # -- training --------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The one retrieval interface: prompts in, a ranking out.
 
-Every retriever (dense and TIGeR today; GRACE and GILL's retrieval head when they land; a user's own) subclasses
-:class:`Retriever` and implements :meth:`Retriever._retrieve` for a batch of prompts. Callers use:
+Every retriever (dense, TIGeR, GRACE, GILL's retrieval head; a user's own) subclasses :class:`Retriever`
+and implements :meth:`Retriever._retrieve` for a batch of prompts; one that embeds prompts and images
+in a shared space subclasses :class:`EmbeddingRetriever` and implements only ``encode_prompts``.
+Callers use:
 
 - ``retrieve("a prompt")`` -> one :class:`Ranking`; ``retrieve([p1, p2])`` -> a list of them;
 - ``top_k(prompts, k)`` -> (indices [Q, k], scores [Q, k]) as arrays (-1 / -inf where fewer
@@ -12,6 +14,7 @@ A :class:`Ranking` holds gallery indices best first, their scores on one scale p
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,3 +86,33 @@ class Retriever:
             n = min(k, len(r.indices))
             idx[i, :n], val[i, :n] = r.indices[:n].cpu().numpy(), r.scores[:n].float().cpu().numpy()
         return (idx[0], val[0]) if single else (idx, val)
+
+
+class EmbeddingRetriever(Retriever):
+    """Cosine retrieval over a gallery embedded once: subclasses set ``self.embeddings`` ([N, D],
+    unit rows) and implement ``encode_prompts`` (and ``known_word_shares`` when words can be unknown)."""
+
+    score_name = "cosine"
+    embeddings: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+    def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def known_word_shares(self, prompts: list[str]) -> list[float]:
+        return [1.0] * len(prompts)
+
+    def scores(self, prompts) -> torch.Tensor:
+        """Cosine similarity with every gallery image: [Q, N] for a list, [N] for one string."""
+        texts, single = check_prompts(prompts)
+        s = self.encode_prompts(texts) @ self.embeddings.T
+        return s[0] if single else s
+
+    def _retrieve(self, prompts: list[str], k: int | None) -> list[Ranking]:
+        t0 = time.perf_counter()
+        top = self.scores(prompts).topk(len(self) if k is None else min(k, len(self)), dim=1)
+        seconds = (time.perf_counter() - t0) / max(1, len(prompts))
+        known = self.known_word_shares(prompts)
+        return [Ranking(p, top.indices[i].cpu(), top.values[i].cpu(), self.score_name, seconds, known[i]) for i, p in enumerate(prompts)]
