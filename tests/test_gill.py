@@ -153,3 +153,21 @@ def test_out_of_world_prompts_use_words_no_training_caption_has(tiny_world):
     key = np.stack([truth[k] for k in ("shape", "color", "size", "pos", "bg")], 1)
     assert len(np.unique(key, axis=0)) == len(key)  # distinct scenes
     assert out_of_world_prompts(tiny_world, n=20)[0] == prompts  # seeded
+
+
+def test_gill_answers_through_the_unified_api(trained, tiny_world, lmm, vq):
+    """The GILL backend of the retrieve-or-generate system, with a likelihood rule and with the
+    decision classifier trained on [IMG0] states of labelled prompts."""
+    from tigerlib.methods.unified import ClassifierRule, LikelihoodRule, answer, gill_backend, train_decision_classifier
+
+    gill, gallery = trained[0], tiny_world.gallery.images
+    backend = gill_backend(gill, gallery)
+    prompt = tiny_world.queries.subset("common").texts[0]
+    a = answer(prompt, backend, LikelihoodRule(lmm, vq, "reverse"))
+    assert a.backend == "gill" and a.retrieved.index == gill.retriever(gallery).retrieve(prompt, k=1).top1
+    assert a.generated.image.shape == gallery[0].shape and a.decision in ("retrieve", "generate")
+    k, c = tiny_world.queries.subset("knowledge").texts, tiny_world.queries.subset("creative").texts
+    clf, stats = train_decision_classifier(gill, list(k) + list(c), ["retrieve"] * len(k) + ["generate"] * len(c))
+    assert stats["n"] == len(k) + len(c) and stats["train_accuracy"] >= 0.5
+    b = answer(prompt, backend, ClassifierRule(gill, clf))
+    assert b.rule == "classifier" and abs(sum(b.scores.values()) - 1) < 1e-5

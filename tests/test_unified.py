@@ -1,0 +1,188 @@
+"""The unified system (retrieve or generate) on tiny models: the rules on hand-made scores, the
+answer's shape for each backend, the classifier, and every bad input the issue names."""
+import numpy as np
+import pytest
+import torch
+
+from tigerlib.errors import TigerError
+from tigerlib.methods.unified import (
+    BACKENDS, RULES, Answer, Backend, Candidate, ClassifierRule, LikelihoodRule, agent_backend, answer, decide, make_backend, make_rule,
+    tiger_backend, train_decision_classifier,
+)
+from tigerlib.models.diffusion import TINY_DIFFUSION, LatentDiffusion
+from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
+
+
+class FixedRule:
+    """A rule with hand-made scores (retrieved, generated)."""
+
+    name, score_name = "fixed", "hand-made"
+
+    def __init__(self, retrieved: float, generated: float):
+        self.values = [retrieved, generated]
+
+    def known_word_share(self, prompt):
+        return 1.0
+
+    def scores(self, prompt, candidates):
+        return list(self.values)
+
+
+@pytest.fixture(scope="module")
+def tiger(lmm, vq, tiny_world):
+    return tiger_backend(lmm, vq, tiny_world.gallery.images, num_beams=4)
+
+
+@pytest.fixture(scope="module")
+def toy(tiny_world):
+    """A fast backend: dense retrieval with a random tiny encoder; "generation" copies a gallery image."""
+    from tigerlib.methods import DenseRetriever
+
+    torch.manual_seed(0)
+    images = tiny_world.gallery.images
+    return Backend("toy", DenseRetriever(DualEncoder.create(TINY_DUAL_ENCODER), images), images, lambda p, seed: (images[seed % len(images)], None))
+
+
+@pytest.fixture(scope="module")
+def agent(tiny_world, vq):
+    torch.manual_seed(0)
+    de = DualEncoder.create(TINY_DUAL_ENCODER)
+    return agent_backend(de, LatentDiffusion.for_models(TINY_DIFFUSION, de, vq), tiny_world.gallery.images)
+
+
+def test_the_higher_score_wins_and_a_tie_goes_to_retrieval():
+    assert decide({"retrieved": -3.0, "generated": -5.0}) == "retrieve"
+    assert decide({"retrieved": -5.0, "generated": -3.0}) == "generate"
+    assert decide({"retrieved": 1.0, "generated": 1.0}) == "retrieve"
+
+
+@pytest.mark.parametrize("values, decision", [((2.0, 1.0), "retrieve"), ((1.0, 2.0), "generate")])
+def test_answer_follows_the_rule(toy, tiny_world, values, decision):
+    a = answer(tiny_world.queries.texts[0], toy, FixedRule(*values))
+    assert a.decision == decision and a.scores == {"retrieved": values[0], "generated": values[1]}
+    assert a.chosen is (a.retrieved if decision == "retrieve" else a.generated)
+
+
+def test_the_likelihood_rules_equal_the_lmms_own_scores(lmm, vq, tiger, tiny_world):
+    prompt = tiny_world.queries.texts[1]
+    a = answer(prompt, tiger, LikelihoodRule(lmm, vq, "reverse"))
+    codes = torch.stack([a.retrieved.codes, a.generated.codes])
+    assert torch.equal(a.retrieved.codes, tiger.retriever.codes[a.retrieved.index])
+    assert np.allclose([a.scores["retrieved"], a.scores["generated"]], lmm.logp_text_given_image(codes, [prompt] * 2).numpy(), atol=1e-4)
+    f = answer(prompt, tiger, LikelihoodRule(lmm, vq, "forward", eta=1.0))
+    want = lmm.logp_image_given_text([prompt] * 2, codes) - lmm.logp_image_null(codes)
+    assert np.allclose([f.scores["retrieved"], f.scores["generated"]], want.numpy(), atol=1e-4)
+    assert f.decision == ("retrieve" if f.scores["retrieved"] >= f.scores["generated"] else "generate")
+
+
+def test_an_image_without_tokens_is_tokenized_for_the_likelihood_rules(lmm, vq, agent, tiny_world):
+    prompt = tiny_world.queries.texts[2]
+    a = answer(prompt, agent, LikelihoodRule(lmm, vq, "reverse"))
+    assert a.retrieved.codes is None and a.generated.codes is None  # the agent's tools make no tokens
+    codes = vq.encode(np.stack([a.retrieved.image, a.generated.image]))
+    assert np.allclose([a.scores["retrieved"], a.scores["generated"]], lmm.logp_text_given_image(codes, [prompt] * 2).numpy(), atol=1e-4)
+
+
+def test_the_answer_has_the_issues_shape_for_each_backend(tiger, agent, lmm, vq, tiny_world):
+    size = tiny_world.config.image_size
+    for backend in (tiger, agent):
+        a = answer(tiny_world.queries.texts[0], backend, LikelihoodRule(lmm, vq, "reverse"))
+        assert isinstance(a, Answer) and a.decision in ("retrieve", "generate")
+        assert a.retrieved.image.shape == a.generated.image.shape == (size, size, 3) and a.retrieved.image.dtype == np.uint8
+        assert 0 <= a.retrieved.index < len(tiny_world.gallery)
+        assert np.array_equal(a.retrieved.image, tiny_world.gallery.images[a.retrieved.index])
+        assert set(a.seconds) == {"retrieve", "generate", "decide", "total"} and a.seconds["total"] > 0
+        out = a.to_json()
+        assert set(out) >= {"prompt", "backend", "rule", "retrieved", "generated", "scores", "decision", "seconds", "notes"}
+
+
+def test_the_same_seed_generates_the_same_image(tiger, tiny_world):
+    p = tiny_world.queries.texts[0]
+    one, two, other = (tiger.generate(p, seed=s).image for s in (3, 3, 4))
+    assert np.array_equal(one, two) and not np.array_equal(one, other)
+
+
+class FakeGILL:
+    """[IMG0] states that carry the label in one direction (a stand-in for GILL's LLM)."""
+
+    def img_states(self, prompts):
+        g = torch.Generator().manual_seed(0)
+        noise = torch.randn(len(prompts), 3, 8, generator=g)
+        noise[:, 0, 0] += torch.tensor([3.0 if p.startswith("the flag") else -3.0 for p in prompts])
+        return noise
+
+
+def test_the_classifier_learns_gold_labels_and_scores_one_prompt():
+    prompts = [f"the flag of entity {i}" for i in range(20)] + [f"a new shape {i}" for i in range(20)]
+    labels = ["retrieve"] * 20 + ["generate"] * 20
+    clf, stats = train_decision_classifier(FakeGILL(), prompts, labels)
+    assert stats["train_accuracy"] == 1.0 and stats["n"] == 40
+    rule = ClassifierRule(FakeGILL(), clf)
+    p = rule.p_retrieve(prompts)
+    assert (p[:20] > 0.5).all() and (p[20:] < 0.5).all()
+    r, g = rule.scores(prompts[0], [])
+    assert abs(r + g - 1) < 1e-6 and r > g
+
+
+def test_classifier_labels_are_checked():
+    with pytest.raises(TigerError, match="one label per prompt"):
+        train_decision_classifier(FakeGILL(), ["a", "b"], ["retrieve", "maybe"])
+    with pytest.raises(TigerError, match="both labels"):
+        train_decision_classifier(FakeGILL(), ["a", "b"], ["retrieve", "retrieve"])
+
+
+# -- bad input --------------------------------------------------------------------------------------
+
+
+def test_an_empty_prompt_names_the_fix(toy):
+    for prompt in ("", "   ", None):
+        with pytest.raises(TigerError, match="prompt is empty"):
+            answer(prompt, toy, FixedRule(1, 0))
+
+
+def test_an_overlong_prompt_is_cut_and_said(toy, tiny_world):
+    a = answer(tiny_world.queries.texts[0] + " and" * 400, toy, FixedRule(1, 0))
+    assert len(a.prompt) == 400 and any("cut" in n for n in a.notes)
+
+
+@pytest.mark.parametrize("prompt", ["红色的圆", "🔴🟦", "zzqx vvbr"])
+def test_a_prompt_without_known_words_falls_back_to_generation_and_says_so(lmm, vq, tiger, prompt):
+    a = answer(prompt, tiger, LikelihoodRule(lmm, vq, "reverse"))
+    assert a.decision == "generate" and a.scores == {} and a.generated is not None
+    assert any("cannot judge" in n and "generation" in n for n in a.notes)
+
+
+def test_an_empty_gallery_gives_generation_only(lmm, vq, tiny_world):
+    backend = tiger_backend(lmm, vq, tiny_world.gallery.images[:0])
+    a = answer(tiny_world.queries.texts[0], backend, LikelihoodRule(lmm, vq, "reverse"))
+    assert a.decision == "generate" and a.retrieved is None and any("generation only" in n for n in a.notes)
+
+
+def test_a_missing_generator_gives_retrieval_only(lmm, vq, tiny_world):
+    de = DualEncoder.create(TINY_DUAL_ENCODER)
+    backend = agent_backend(de, None, tiny_world.gallery.images)
+    a = answer(tiny_world.queries.texts[0], backend, LikelihoodRule(lmm, vq, "reverse"))
+    assert a.decision == "retrieve" and a.generated is None and any("retrieval only" in n for n in a.notes)
+    with pytest.raises(TigerError, match="neither a gallery nor a generator"):
+        agent_backend(de, None, tiny_world.gallery.images[:0])
+
+
+def test_unknown_backends_and_rules_list_the_choices(lmm, vq, tiny_world):
+    zoo = {"lmm": lmm, "visual_tokenizer": vq}
+    with pytest.raises(TigerError, match=", ".join(BACKENDS)):
+        make_backend("dalle", zoo, tiny_world.gallery.images)
+    with pytest.raises(TigerError, match=", ".join(RULES)):
+        make_rule("vote", zoo)
+    with pytest.raises(TigerError, match="needs gill"):
+        make_backend("gill", zoo, tiny_world.gallery.images)
+    with pytest.raises(TigerError, match="zoo build --only gill"):
+        make_rule("classifier", zoo)
+    with pytest.raises(TigerError, match="must be a Backend"):
+        answer("a red circle", "tiger", FixedRule(1, 0))
+    assert isinstance(make_backend("tiger", zoo, tiny_world.gallery.images), Backend)
+    assert isinstance(make_rule("forward", zoo), LikelihoodRule)
+
+
+def test_a_candidate_is_plain_data():
+    c = Candidate(np.zeros((4, 4, 3), np.uint8), 3)
+    assert c.index == 3 and c.codes is None

@@ -1,0 +1,292 @@
+"""Retrieve or generate: the unified system the course builds towards.
+
+A *backend* proposes two answers to a prompt, the best gallery image (retrieval) and a new image
+(generation); a *rule* scores both and picks one.
+
+Backends:
+
+- ``tiger``: the unified LMM retrieves (trie-constrained beam search + reverse re-ranking) and
+  generates (image tokens sampled at top-p 0.5, decoded by the visual tokenizer);
+- ``gill``: GILL's retrieval head retrieves, its mapper + the diffusion model generate;
+- ``agent``: the paper's baseline, two separate tools: dense retrieval and direct diffusion.
+
+Rules (TIGeR's two likelihood scores, GILL's classifier):
+
+- ``forward``: PMI of each image's visual tokens, log p(Y|X) - eta log p(Y), as TIGeR's released code;
+- ``reverse``: log p(X|Y), the prompt's likelihood given each image, TIGeR's best setting;
+- ``classifier``: a logistic regression on GILL's [IMG0] hidden state of the prompt, trained on
+  gold labels (knowledge -> retrieve, creative -> generate) of training prompts.
+
+The likelihood rules score any image through the zoo's LMM (images from a backend without visual
+tokens are tokenized first); ties go to retrieval, a real image.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import TigerError
+from ..models.vocabulary import unknown_prompt_warning
+from .dense import DenseRetriever
+from .tiger import TIGeR
+
+BACKENDS = ("tiger", "gill", "agent")
+RULES = ("forward", "reverse", "classifier")
+DECISIONS = ("retrieve", "generate")
+MAX_PROMPT_CHARS = 400  # longer prompts are cut (and the answer says so): every model here has a short context
+
+
+@dataclass
+class Candidate:
+    """One proposed answer: an image [S, S, 3] uint8, its gallery index if retrieved, and its
+    visual tokens when the backend has them."""
+
+    image: np.ndarray
+    index: int | None = None
+    codes: torch.Tensor | None = None
+
+
+@dataclass
+class Answer:
+    """What :func:`answer` returns: both candidates, the rule's scores, the decision, the seconds."""
+
+    prompt: str
+    backend: str
+    rule: str
+    retrieved: Candidate | None
+    generated: Candidate | None
+    scores: dict[str, float]  # {"retrieved": s, "generated": s}; empty when nothing was judged
+    score_name: str
+    decision: str  # "retrieve" or "generate"
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # fallbacks and warnings, one line each
+
+    @property
+    def chosen(self) -> Candidate:
+        return self.retrieved if self.decision == "retrieve" else self.generated
+
+    def to_json(self) -> dict:
+        """The answer object of ``tiger demo --json`` (images left out)."""
+        return {"prompt": self.prompt, "backend": self.backend, "rule": self.rule,
+                "retrieved": None if self.retrieved is None else {"index": self.retrieved.index},
+                "generated": self.generated is not None, "scores": {k: round(float(v), 4) for k, v in self.scores.items()},
+                "score_name": self.score_name, "decision": self.decision, "seconds": {k: round(v, 3) for k, v in self.seconds.items()}, "notes": self.notes}
+
+
+# -- backends --------------------------------------------------------------------------------------
+
+
+class Backend:
+    """A retriever over a gallery plus a generator. Either may be missing (None): the system then
+    answers with the other and says so."""
+
+    def __init__(self, name: str, retriever=None, gallery_images=None, generate=None, codes_of_index=None, **retrieve_options):
+        if retriever is None and generate is None:
+            raise TigerError(f"backend {name!r} has neither a gallery nor a generator: give it images or build a generator (`tiger zoo build`)")
+        self.name, self.retriever, self.gallery_images = name, retriever, gallery_images
+        self._generate, self._codes_of_index = generate, codes_of_index
+        self.retrieve_options = retrieve_options
+
+    def retrieve(self, prompt: str) -> Candidate | None:
+        if self.retriever is None:
+            return None
+        top = self.retriever.retrieve(prompt, k=1, **self.retrieve_options).top1
+        if top < 0:
+            return None
+        codes = self._codes_of_index(top) if self._codes_of_index is not None else None
+        return Candidate(np.asarray(self.gallery_images[top]), top, codes)
+
+    def generate(self, prompt: str, seed: int = 0) -> Candidate | None:
+        if self._generate is None:
+            return None
+        image, codes = self._generate(prompt, seed)
+        return Candidate(np.asarray(image), None, codes)
+
+
+def _has_images(gallery_images) -> bool:
+    return gallery_images is not None and len(gallery_images) > 0
+
+
+def tiger_backend(lmm, visual_tokenizer, gallery_images, num_beams: int = 100, top_p: float = 0.5) -> Backend:
+    """TIGeR: one LMM retrieves (beam search + re-ranking) and generates (sampled visual tokens)."""
+
+    def generate(prompt, seed):
+        codes = lmm.sample_images([prompt], top_p=top_p, seed=seed)
+        return visual_tokenizer.decode(codes)[0], codes[0]
+
+    tiger = TIGeR.from_images(lmm, visual_tokenizer, gallery_images) if _has_images(gallery_images) else None
+    return Backend("tiger", tiger, gallery_images, generate, None if tiger is None else (lambda i: tiger.codes[i]), num_beams=num_beams)
+
+
+def gill_backend(gill, gallery_images) -> Backend:
+    """GILL: the retrieval head ranks the gallery; the mapper conditions the diffusion model."""
+    retriever = gill.retriever(gallery_images) if _has_images(gallery_images) else None
+    return Backend("gill", retriever, gallery_images, lambda p, seed: (gill.generate([p], seed=seed, progress=False)[0], None))
+
+
+def agent_backend(dual_encoder, diffusion, gallery_images) -> Backend:
+    """The agent baseline: dense retrieval and direct text-to-image diffusion, two separate tools."""
+    dense = DenseRetriever(dual_encoder, gallery_images) if _has_images(gallery_images) else None
+    generate = None if diffusion is None else (lambda p, seed: (diffusion([p], seed=seed, progress=False).images[0], None))
+    return Backend("agent", dense, gallery_images, generate)
+
+
+# -- rules -----------------------------------------------------------------------------------------
+
+
+class LikelihoodRule:
+    """TIGeR's decision: the zoo's LMM scores both images' visual tokens against the prompt."""
+
+    def __init__(self, lmm, visual_tokenizer, direction: str = "reverse", eta: float = 1.0):
+        if direction not in ("forward", "reverse"):
+            raise TigerError(f"unknown likelihood direction {direction!r}: use 'forward' or 'reverse'")
+        self.lmm, self.visual_tokenizer, self.direction, self.eta = lmm, visual_tokenizer, direction, float(eta)
+        self.name = direction
+        self.score_name = "PMI log p(Y|X) - eta log p(Y)" if direction == "forward" else "log p(X|Y)"
+
+    def known_word_share(self, prompt: str) -> float:
+        return float(self.lmm.known_word_share([prompt])[0])
+
+    def scores(self, prompt: str, candidates: list[Candidate]) -> list[float]:
+        codes = torch.stack([c.codes if c.codes is not None else self.visual_tokenizer.encode(c.image[None])[0] for c in candidates])
+        if self.direction == "reverse":
+            s = self.lmm.logp_text_given_image(codes, [prompt] * len(candidates))
+        else:
+            s = self.lmm.logp_image_given_text([prompt] * len(candidates), codes) - self.eta * self.lmm.logp_image_null(codes)
+        return [float(v) for v in s]
+
+
+class DecisionClassifier(nn.Module):
+    """GILL's retrieve-or-generate classifier: logistic regression on the [IMG0] hidden state."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.linear = nn.Linear(width, 1)
+        self.register_buffer("mean", torch.zeros(width))
+        self.register_buffer("std", torch.ones(width))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """p(retrieve) for each [IMG0] state [n, width]."""
+        return torch.sigmoid(self.linear((states - self.mean) / self.std).squeeze(-1))
+
+
+def train_decision_classifier(gill, prompts: list[str], labels, steps: int = 300, lr: float = 0.05, weight_decay: float = 1e-2, seed: int = 0) -> tuple[DecisionClassifier, dict]:
+    """Fit :class:`DecisionClassifier` on (prompt, label) pairs, label "retrieve" or "generate"
+    (GILL trained its classifier on annotated PartiPrompts; here the gold labels of the mini world)."""
+    y = torch.tensor([DECISIONS.index(str(v)) == 0 for v in labels], dtype=torch.float32) if all(v in DECISIONS for v in labels) else None
+    if y is None or len(prompts) != len(y):
+        raise TigerError(f"need one label per prompt, each one of {DECISIONS}; got {len(prompts)} prompts and labels {sorted(set(map(str, labels)))[:5]}")
+    if len(set(y.tolist())) < 2:
+        raise TigerError("the classifier needs prompts of both labels (retrieve and generate) to learn from")
+    states = gill.img_states(prompts)[:, 0].float()
+    torch.manual_seed(seed)
+    clf = DecisionClassifier(states.shape[1])
+    clf.mean.copy_(states.mean(0))
+    clf.std.copy_(states.std(0).clamp_min(1e-4))
+    opt = torch.optim.AdamW(clf.linear.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(steps):
+        loss = F.binary_cross_entropy(clf(states).clamp(1e-6, 1 - 1e-6), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        accuracy = float(((clf(states) > 0.5).float() == y).float().mean())
+    return clf.eval(), {"train_accuracy": round(accuracy, 4), "final_loss": round(float(loss.detach()), 4), "n": len(y)}
+
+
+class ClassifierRule:
+    """GILL's decision: the classifier reads only the prompt; its p(retrieve) is the score."""
+
+    name, score_name = "classifier", "p(retrieve | [IMG0] state)"
+
+    def __init__(self, gill, classifier: DecisionClassifier):
+        self.gill, self.classifier = gill, classifier
+
+    def known_word_share(self, prompt: str) -> float:
+        return 1.0  # a pretrained LLM reads any words
+
+    def p_retrieve(self, prompts: list[str]) -> torch.Tensor:
+        with torch.no_grad():
+            return self.classifier(self.gill.img_states(prompts)[:, 0].float())
+
+    def scores(self, prompt: str, candidates: list[Candidate]) -> list[float]:
+        p = float(self.p_retrieve([prompt])[0])
+        return [p, 1.0 - p]  # (retrieved, generated)
+
+
+def decide(scores: dict[str, float]) -> str:
+    """The higher score wins; a tie goes to retrieval (a real image)."""
+    return "retrieve" if scores["retrieved"] >= scores["generated"] else "generate"
+
+
+# -- the answer ------------------------------------------------------------------------------------
+
+
+def check_prompt(prompt) -> tuple[str, list[str]]:
+    """(the prompt to use, notes): an empty prompt is an error; an overlong one is cut."""
+    text = "" if prompt is None else str(prompt)
+    if not text.strip():
+        raise TigerError("the prompt is empty: describe the image you want, for example 'a red circle on a blue background'")
+    if len(text) > MAX_PROMPT_CHARS:
+        return text[:MAX_PROMPT_CHARS], [f"the prompt was cut to its first {MAX_PROMPT_CHARS} characters (it had {len(text)})"]
+    return text, []
+
+
+def answer(prompt: str, backend: Backend, rule, seed: int = 0) -> Answer:
+    """Retrieve and generate for one prompt, then let ``rule`` choose. Fallbacks (said in
+    ``notes``): no gallery -> generation only; no generator -> retrieval only; a prompt without
+    one known word cannot be judged -> generation (a new image at least follows the prompt's form)."""
+    if not isinstance(backend, Backend):
+        raise TigerError(f"backend must be a Backend (one of {BACKENDS}, see make_system), got {type(backend).__name__}")
+    text, notes = check_prompt(prompt)
+    t0 = time.perf_counter()
+    retrieved = backend.retrieve(text)
+    t1 = time.perf_counter()
+    generated = backend.generate(text, seed)
+    t2 = time.perf_counter()
+    scores: dict[str, float] = {}
+    warning = unknown_prompt_warning(text, rule.known_word_share(text))
+    if retrieved is None or generated is None:
+        decision = "generate" if retrieved is None else "retrieve"
+        notes.append("the gallery is empty or missing: generation only" if retrieved is None else "no generator is available: retrieval only")
+    elif warning:
+        decision = "generate"
+        notes += [warning, f"cannot judge this prompt ({rule.name} needs known words): fell back to generation"]
+    else:
+        scores = dict(zip(("retrieved", "generated"), rule.scores(text, [retrieved, generated])))
+        decision = decide(scores)
+    t3 = time.perf_counter()
+    return Answer(text, backend.name, rule.name, retrieved, generated, scores, rule.score_name, decision,
+                  {"retrieve": t1 - t0, "generate": t2 - t1, "decide": t3 - t2, "total": t3 - t0}, notes)
+
+
+def make_rule(rule: str, zoo: dict, classifier: DecisionClassifier | None = None, eta: float = 1.0):
+    """The rule named ``rule`` from loaded zoo models (``lmm`` and ``visual_tokenizer`` for the
+    likelihood rules; ``gill`` and a trained classifier for ``classifier``)."""
+    if rule not in RULES:
+        raise TigerError(f"unknown rule {rule!r}: use one of {', '.join(RULES)}")
+    if rule == "classifier":
+        if zoo.get("gill") is None or classifier is None:
+            raise TigerError("the classifier rule needs GILL and a trained decision classifier: `tiger zoo build --only gill`, then train_decision_classifier")
+        return ClassifierRule(zoo["gill"], classifier)
+    return LikelihoodRule(zoo["lmm"], zoo["visual_tokenizer"], rule, eta)
+
+
+def make_backend(backend: str, zoo: dict, gallery_images, num_beams: int = 100) -> Backend:
+    """The backend named ``backend`` over ``gallery_images`` from loaded zoo models."""
+    if backend not in BACKENDS:
+        raise TigerError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    need = {"tiger": ("lmm", "visual_tokenizer"), "gill": ("gill",), "agent": ("dual_encoder", "diffusion")}[backend]
+    missing = [n for n in need if zoo.get(n) is None]
+    if missing:
+        raise TigerError(f"the {backend} backend needs {', '.join(missing)}: build it with `tiger zoo build{' --only gill' if backend == 'gill' else ''}`")
+    if backend == "tiger":
+        return tiger_backend(zoo["lmm"], zoo["visual_tokenizer"], gallery_images, num_beams)
+    if backend == "gill":
+        return gill_backend(zoo["gill"], gallery_images)
+    return agent_backend(zoo["dual_encoder"], zoo["diffusion"], gallery_images)
