@@ -6,7 +6,7 @@ import torch
 
 from tigerlib.errors import TigerError
 from tigerlib.methods.unified import (
-    BACKENDS, RULES, Answer, Backend, Candidate, ClassifierRule, LikelihoodRule, agent_backend, answer, decide, make_backend, make_rule,
+    BACKENDS, RULES, Answer, Backend, Candidate, ClassifierRule, LikelihoodRule, agent_backend, answer, make_backend, retrieval_wins, make_rule,
     tiger_backend, train_decision_classifier,
 )
 from tigerlib.models.diffusion import TINY_DIFFUSION, LatentDiffusion
@@ -21,11 +21,11 @@ class FixedRule:
     def __init__(self, retrieved: float, generated: float):
         self.values = [retrieved, generated]
 
-    def known_word_share(self, prompt):
-        return 1.0
+    def known_word_shares(self, prompts):
+        return [1.0] * len(prompts)
 
-    def scores(self, prompt, candidates):
-        return list(self.values)
+    def scores(self, prompts, retrieved, generated):
+        return np.tile(np.asarray(self.values, dtype=np.float64), (len(prompts), 1))
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,8 @@ def agent(tiny_world, vq):
 
 
 def test_the_higher_score_wins_and_a_tie_goes_to_retrieval():
-    assert decide({"retrieved": -3.0, "generated": -5.0}) == "retrieve"
-    assert decide({"retrieved": -5.0, "generated": -3.0}) == "generate"
-    assert decide({"retrieved": 1.0, "generated": 1.0}) == "retrieve"
+    wins = retrieval_wins(np.array([[-3.0, -5.0], [-5.0, -3.0], [1.0, 1.0], [0.2, 0.8]]))
+    assert wins.tolist() == [True, False, True, False]
 
 
 @pytest.mark.parametrize("values, decision", [((2.0, 1.0), "retrieve"), ((1.0, 2.0), "generate")])
@@ -120,7 +119,7 @@ def test_the_classifier_learns_gold_labels_and_scores_one_prompt():
     rule = ClassifierRule(FakeGILL(), clf)
     p = rule.p_retrieve(prompts)
     assert (p[:20] > 0.5).all() and (p[20:] < 0.5).all()
-    r, g = rule.scores(prompts[0], [])
+    (r, g), = rule.scores(prompts[:1])
     assert abs(r + g - 1) < 1e-6 and r > g
 
 
@@ -183,6 +182,12 @@ def test_unknown_backends_and_rules_list_the_choices(lmm, vq, tiny_world):
     assert isinstance(make_rule("forward", zoo), LikelihoodRule)
 
 
-def test_a_candidate_is_plain_data():
-    c = Candidate(np.zeros((4, 4, 3), np.uint8), 3)
-    assert c.index == 3 and c.codes is None
+def test_batched_candidates_and_scores_equal_one_by_one(lmm, vq, tiger, tiny_world):
+    prompts = list(tiny_world.queries.texts[:3])
+    many = tiger.retrieve_many(prompts)
+    assert [c.index for c in many] == [tiger.retrieve(p).index for p in prompts]
+    generated = [Candidate(tiny_world.gallery.images[i]) for i in (5, 6, 7)]  # no codes: tokenized by the rule
+    rule = LikelihoodRule(lmm, vq, "forward")
+    batch = rule.scores(prompts, many, generated)
+    single = np.concatenate([rule.scores([p], [r], [g]) for p, r, g in zip(prompts, many, generated)])
+    assert batch.shape == (3, 2) and np.allclose(batch, single, atol=1e-4)

@@ -92,20 +92,29 @@ class Backend:
         self._generate, self._codes_of_index = generate, codes_of_index
         self.retrieve_options = retrieve_options
 
-    def retrieve(self, prompt: str) -> Candidate | None:
+    def retrieve_many(self, prompts: list[str]) -> list[Candidate | None]:
+        """Each prompt's top-1 gallery image (None for all when there is no gallery)."""
         if self.retriever is None:
-            return None
-        top = self.retriever.retrieve(prompt, k=1, **self.retrieve_options).top1
-        if top < 0:
-            return None
-        codes = self._codes_of_index(top) if self._codes_of_index is not None else None
-        return Candidate(np.asarray(self.gallery_images[top]), top, codes)
+            return [None] * len(prompts)
+        out = []
+        for ranking in self.retriever.retrieve(list(prompts), k=1, **self.retrieve_options):
+            top = ranking.top1
+            codes = self._codes_of_index(top) if self._codes_of_index is not None and top >= 0 else None
+            out.append(Candidate(np.asarray(self.gallery_images[top]), top, codes) if top >= 0 else None)
+        return out
+
+    def generate_many(self, prompts: list[str], seed: int = 0) -> list[Candidate | None]:
+        """A new image for each prompt, in one batch (None for all when there is no generator)."""
+        if self._generate is None:
+            return [None] * len(prompts)
+        images, codes = self._generate(list(prompts), seed)
+        return [Candidate(np.asarray(images[i]), None, None if codes is None else codes[i]) for i in range(len(prompts))]
+
+    def retrieve(self, prompt: str) -> Candidate | None:
+        return self.retrieve_many([prompt])[0]
 
     def generate(self, prompt: str, seed: int = 0) -> Candidate | None:
-        if self._generate is None:
-            return None
-        image, codes = self._generate(prompt, seed)
-        return Candidate(np.asarray(image), None, codes)
+        return self.generate_many([prompt], seed)[0]
 
 
 def _has_images(gallery_images) -> bool:
@@ -115,9 +124,9 @@ def _has_images(gallery_images) -> bool:
 def tiger_backend(lmm, visual_tokenizer, gallery_images, num_beams: int = 100, top_p: float = 0.5) -> Backend:
     """TIGeR: one LMM retrieves (beam search + re-ranking) and generates (sampled visual tokens)."""
 
-    def generate(prompt, seed):
-        codes = lmm.sample_images([prompt], top_p=top_p, seed=seed)
-        return visual_tokenizer.decode(codes)[0], codes[0]
+    def generate(prompts, seed):
+        codes = lmm.sample_images(prompts, top_p=top_p, seed=seed)
+        return visual_tokenizer.decode(codes), codes
 
     tiger = TIGeR.from_images(lmm, visual_tokenizer, gallery_images) if _has_images(gallery_images) else None
     return Backend("tiger", tiger, gallery_images, generate, None if tiger is None else (lambda i: tiger.codes[i]), num_beams=num_beams)
@@ -126,13 +135,13 @@ def tiger_backend(lmm, visual_tokenizer, gallery_images, num_beams: int = 100, t
 def gill_backend(gill, gallery_images) -> Backend:
     """GILL: the retrieval head ranks the gallery; the mapper conditions the diffusion model."""
     retriever = gill.retriever(gallery_images) if _has_images(gallery_images) else None
-    return Backend("gill", retriever, gallery_images, lambda p, seed: (gill.generate([p], seed=seed, progress=False)[0], None))
+    return Backend("gill", retriever, gallery_images, lambda ps, seed: (gill.generate(ps, seed=seed, progress=False), None))
 
 
 def agent_backend(dual_encoder, diffusion, gallery_images) -> Backend:
     """The agent baseline: dense retrieval and direct text-to-image diffusion, two separate tools."""
     dense = DenseRetriever(dual_encoder, gallery_images) if _has_images(gallery_images) else None
-    generate = None if diffusion is None else (lambda p, seed: (diffusion([p], seed=seed, progress=False).images[0], None))
+    generate = None if diffusion is None else (lambda ps, seed: (diffusion(ps, seed=seed, progress=False).images, None))
     return Backend("agent", dense, gallery_images, generate)
 
 
@@ -149,16 +158,24 @@ class LikelihoodRule:
         self.name = direction
         self.score_name = "PMI log p(Y|X) - eta log p(Y)" if direction == "forward" else "log p(X|Y)"
 
-    def known_word_share(self, prompt: str) -> float:
-        return float(self.lmm.known_word_share([prompt])[0])
+    def known_word_shares(self, prompts: list[str]) -> list[float]:
+        return list(self.lmm.known_word_share(list(prompts)))
 
-    def scores(self, prompt: str, candidates: list[Candidate]) -> list[float]:
-        codes = torch.stack([c.codes if c.codes is not None else self.visual_tokenizer.encode(c.image[None])[0] for c in candidates])
+    def codes(self, candidates: list[Candidate]) -> torch.Tensor:
+        """Visual tokens of each candidate [n, L]: the backend's own, else the images tokenized."""
+        missing = [i for i, c in enumerate(candidates) if c.codes is None]
+        encoded = self.visual_tokenizer.encode(np.stack([candidates[i].image for i in missing])) if missing else None
+        rows = {i: encoded[j] for j, i in enumerate(missing)}
+        return torch.stack([rows[i] if i in rows else c.codes for i, c in enumerate(candidates)])
+
+    def scores(self, prompts: list[str], retrieved: list[Candidate], generated: list[Candidate]) -> np.ndarray:
+        """[n, 2]: the score of (retrieved, generated) for each prompt."""
+        codes, texts = self.codes(list(retrieved) + list(generated)), list(prompts) * 2
         if self.direction == "reverse":
-            s = self.lmm.logp_text_given_image(codes, [prompt] * len(candidates))
+            s = self.lmm.logp_text_given_image(codes, texts)
         else:
-            s = self.lmm.logp_image_given_text([prompt] * len(candidates), codes) - self.eta * self.lmm.logp_image_null(codes)
-        return [float(v) for v in s]
+            s = self.lmm.logp_image_given_text(texts, codes) - self.eta * self.lmm.logp_image_null(codes)
+        return s.view(2, len(prompts)).T.float().numpy()
 
 
 class DecisionClassifier(nn.Module):
@@ -207,21 +224,24 @@ class ClassifierRule:
     def __init__(self, gill, classifier: DecisionClassifier):
         self.gill, self.classifier = gill, classifier
 
-    def known_word_share(self, prompt: str) -> float:
-        return 1.0  # a pretrained LLM reads any words
+    def known_word_shares(self, prompts: list[str]) -> list[float]:
+        return [1.0] * len(prompts)  # a pretrained LLM reads any words
 
     def p_retrieve(self, prompts: list[str]) -> torch.Tensor:
         with torch.no_grad():
             return self.classifier(self.gill.img_states(prompts)[:, 0].float())
 
-    def scores(self, prompt: str, candidates: list[Candidate]) -> list[float]:
-        p = float(self.p_retrieve([prompt])[0])
-        return [p, 1.0 - p]  # (retrieved, generated)
+    def scores(self, prompts: list[str], retrieved=None, generated=None) -> np.ndarray:
+        """[n, 2]: (p(retrieve), 1 - p(retrieve)) per prompt; the candidates are not looked at."""
+        p = self.p_retrieve(list(prompts)).float().numpy()
+        return np.stack([p, 1.0 - p], axis=1)
 
 
-def decide(scores: dict[str, float]) -> str:
-    """The higher score wins; a tie goes to retrieval (a real image)."""
-    return "retrieve" if scores["retrieved"] >= scores["generated"] else "generate"
+def retrieval_wins(scores: np.ndarray) -> np.ndarray:
+    """Scores [n, 2] of (retrieved, generated) -> bool [n]: the higher score wins; a tie goes to
+    retrieval (a real image)."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1, 2)
+    return scores[:, 0] >= scores[:, 1]
 
 
 # -- the answer ------------------------------------------------------------------------------------
@@ -242,7 +262,7 @@ def answer(prompt: str, backend: Backend, rule, seed: int = 0) -> Answer:
     ``notes``): no gallery -> generation only; no generator -> retrieval only; a prompt without
     one known word cannot be judged -> generation (a new image at least follows the prompt's form)."""
     if not isinstance(backend, Backend):
-        raise TigerError(f"backend must be a Backend (one of {BACKENDS}, see make_system), got {type(backend).__name__}")
+        raise TigerError(f"backend must be a Backend (one of {BACKENDS}, see make_backend), got {type(backend).__name__}")
     text, notes = check_prompt(prompt)
     t0 = time.perf_counter()
     retrieved = backend.retrieve(text)
@@ -250,7 +270,7 @@ def answer(prompt: str, backend: Backend, rule, seed: int = 0) -> Answer:
     generated = backend.generate(text, seed)
     t2 = time.perf_counter()
     scores: dict[str, float] = {}
-    warning = unknown_prompt_warning(text, rule.known_word_share(text))
+    warning = unknown_prompt_warning(text, rule.known_word_shares([text])[0])
     if retrieved is None or generated is None:
         decision = "generate" if retrieved is None else "retrieve"
         notes.append("the gallery is empty or missing: generation only" if retrieved is None else "no generator is available: retrieval only")
@@ -258,8 +278,9 @@ def answer(prompt: str, backend: Backend, rule, seed: int = 0) -> Answer:
         decision = "generate"
         notes += [warning, f"cannot judge this prompt ({rule.name} needs known words): fell back to generation"]
     else:
-        scores = dict(zip(("retrieved", "generated"), rule.scores(text, [retrieved, generated])))
-        decision = decide(scores)
+        pair = rule.scores([text], [retrieved], [generated])
+        scores = {"retrieved": float(pair[0, 0]), "generated": float(pair[0, 1])}
+        decision = "retrieve" if retrieval_wins(pair)[0] else "generate"
     t3 = time.perf_counter()
     return Answer(text, backend.name, rule.name, retrieved, generated, scores, rule.score_name, decision,
                   {"retrieve": t1 - t0, "generate": t2 - t1, "decide": t3 - t2, "total": t3 - t0}, notes)
