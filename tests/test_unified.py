@@ -191,3 +191,41 @@ def test_batched_candidates_and_scores_equal_one_by_one(lmm, vq, tiger, tiny_wor
     batch = rule.scores(prompts, many, generated)
     single = np.concatenate([rule.scores([p], [r], [g]) for p, r, g in zip(prompts, many, generated)])
     assert batch.shape == (3, 2) and np.allclose(batch, single, atol=1e-4)
+
+
+# -- the mini TIGeR-Bench ------------------------------------------------------------------------------
+
+
+def test_the_classifier_never_trains_on_evaluation_prompts(tiny_world):
+    from tigerlib.evaluation.unified_bench import GOLD, bench_split
+
+    evaluation, (train, labels) = bench_split(tiny_world, n=2)
+    assert train and set(labels) == {"retrieve", "generate"}
+    evaluated = {t for q in evaluation.values() for t in q.texts}
+    assert not evaluated & set(train)
+    for domain, q in evaluation.items():
+        if GOLD[domain]:
+            assert all(label == GOLD[domain] for t, label in zip(train, labels) if t in set(tiny_world.queries.subset(domain).texts))
+
+
+def test_the_bench_rows_have_the_issues_shape(toy, tiger, lmm, vq, tiny_world):
+    from tigerlib.evaluation.unified_bench import DOMAINS, best_rows, findings, run_bench
+    from tigerlib.models.judge import TINY_JUDGE, AttributeJudge
+
+    torch.manual_seed(0)
+    judge, de = AttributeJudge.create(TINY_JUDGE), DualEncoder.create(TINY_DUAL_ENCODER)
+    result = run_bench({"tiger": tiger}, tiny_world, judge, de, lmm, vq, retrievers={"toy": toy.retriever}, n=2)
+    rows = {(r["name"], r["domain"]): r for r in result["rows"]}
+    assert result["n_prompts"] == {d: 2 for d in DOMAINS}
+    keys = {"name", "backend", "rule", "domain", "judge_accuracy", "clip_t", "clip_i", "retrieved_share", "decision_accuracy"}
+    assert all(keys <= set(r) for r in result["rows"])
+    for name in ("generation only (tiger)", "retrieval only (tiger)", "tiger + forward", "tiger + reverse", "oracle (tiger)", "retrieval only (toy)"):
+        assert {d for (n, d) in rows if n == name} == {*DOMAINS, "all"}, name
+    gen, ret = rows[("generation only (tiger)", "all")], rows[("retrieval only (tiger)", "all")]
+    assert gen["retrieved_share"] == 0 and ret["retrieved_share"] == 1
+    assert rows[("generation only (tiger)", "knowledge")]["decision_accuracy"] == 0 and rows[("generation only (tiger)", "creative")]["decision_accuracy"] == 1
+    assert rows[("generation only (tiger)", "common")]["decision_accuracy"] is None and rows[("generation only (tiger)", "creative")]["clip_i"] is None
+    for d in (*DOMAINS, "all"):  # the oracle is the ceiling of every rule on the same candidates
+        for rule in ("forward", "reverse"):
+            assert rows[("oracle (tiger)", d)]["judge_accuracy"] >= rows[(f"tiger + {rule}", d)]["judge_accuracy"]
+    assert best_rows(result)["tiger"]["rule"] in ("forward", "reverse") and findings(result)

@@ -141,6 +141,38 @@ def cmd_eval_gill(args, s) -> None:
     print("\n".join(findings(result)))
 
 
+def cmd_eval_bench(args, s) -> None:
+    from .data.world_store import load_world
+    from .errors import TigerError
+    from .evaluation.unified_bench import run_bench
+    from .methods.unified import make_backend
+    from .zoo import load_gill, load_grace, load_judge, load_text_to_image
+
+    world = load_world(s.data_dir, s.world_config())
+    lmm, vq, enc = _tiger_models(s)
+    zoo, skipped = {"lmm": lmm, "visual_tokenizer": vq, "dual_encoder": enc, "diffusion": load_text_to_image(s)}, {}
+    for name, load in (("gill", lambda: load_gill(s)), (f"grace_{args.grace_type}", lambda: load_grace(s, [args.grace_type])[args.grace_type])):
+        try:
+            zoo[name] = load()
+        except TigerError as e:  # optional rows: the benchmark runs without them and says why
+            skipped[name] = str(e)
+    backends = {b: make_backend(b, zoo, world.gallery.images, num_beams=args.beams) for b in args.backends if b != "gill" or "gill" in zoo}
+    grace = zoo.get(f"grace_{args.grace_type}")
+    result = run_bench(backends, world, load_judge(s), enc, lmm, vq, zoo.get("gill"), {f"grace_{args.grace_type}": grace} if grace else {}, n=args.n, seed=s.seed)
+    result["skipped"] = skipped
+    if args.json:
+        _print_json(result)
+        return
+    from .evaluation.unified_bench import findings
+
+    for r in result["rows"]:
+        if r["domain"] == "all":
+            print(f"{r['name']:<28} judge {r['judge_accuracy']:.2f}  decision {r['decision_accuracy']:.2f}  retrieved {r['retrieved_share']:.2f}  CLIP-T {r['clip_t']}")
+    print("\n".join(findings(result)))
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+
+
 def cmd_retrieve(args, s) -> None:
     """Rank the gallery for one prompt; warn when the model knows none of its words."""
     from .data.world_store import load_world
@@ -290,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     eh.add_argument("--n-queries", type=int, default=None, help="retrieval queries per kind (default: all)")
     eh.add_argument("--json", action="store_true")
     eh.set_defaults(func=cmd_eval_gill)
+
+    eb = ev.add_parser("bench", help="mini TIGeR-Bench: retrieve or generate on knowledge, creative and common prompts, with gold labels")
+    eb.add_argument("--n", type=int, default=50, help="prompts per domain")
+    eb.add_argument("--backends", nargs="+", choices=["tiger", "gill", "agent"], default=["tiger", "gill", "agent"])
+    eb.add_argument("--grace-type", choices=["string", "numeric", "semantic", "structured", "atomic"], default="atomic", help="GRACE's retrieval-only row")
+    eb.add_argument("--beams", type=int, default=100, help="TIGeR's beams")
+    eb.add_argument("--json", action="store_true")
+    eb.set_defaults(func=cmd_eval_bench)
 
     rt = sub.add_parser("retrieve", help="rank the mini gallery for a prompt (dense, TIGeR, GRACE or GILL's retrieval head)")
     rt.add_argument("prompt")

@@ -18,13 +18,25 @@ def attribute_accuracy(pred: dict[str, np.ndarray], truth: dict[str, np.ndarray]
     scene, ent = kind == W.KIND_COMMON, kind == W.KIND_ENTITY
     out: dict = {}
     right = {k: np.asarray(pred[k]) == np.asarray(truth[k]) for k in W.ATTRIBUTES}
-    all_right = np.logical_and.reduce([right[k] for k in W.ATTRIBUTES]) & (np.asarray(pred["kind"]) == W.KIND_COMMON)
+    all_right = _scene_right(pred, truth)
     out["all"] = round(float(all_right[scene].mean()), 4) if scene.any() else None
     for k in W.ATTRIBUTES:
         out[k] = round(float(right[k][scene].mean()), 4) if scene.any() else None
     out["entity"] = round(float((np.asarray(pred["entity"]) == np.asarray(truth["entity"]))[ent].mean()), 4) if ent.any() else None
     out["n_scenes"], out["n_entities"] = int(scene.sum()), int(ent.sum())
     return out
+
+
+def _scene_right(pred: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> np.ndarray:
+    right = [np.asarray(pred[k]) == np.asarray(truth[k]) for k in W.ATTRIBUTES]
+    return np.logical_and.reduce(right) & (np.asarray(pred["kind"]) == W.KIND_COMMON)
+
+
+def judged_right(pred: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> np.ndarray:
+    """Per image, bool: a scene read with every attribute right, or an entity image read as its
+    entity (the per-image form of :func:`attribute_accuracy`'s ``all`` and ``entity``)."""
+    ent = np.asarray(truth["kind"]) == W.KIND_ENTITY
+    return np.where(ent, np.asarray(pred["entity"]) == np.asarray(truth["entity"]), _scene_right(pred, truth))
 
 
 def judge_images(judge, images, truth: dict[str, np.ndarray]) -> dict:

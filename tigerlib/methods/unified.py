@@ -92,6 +92,14 @@ class Backend:
         self._generate, self._codes_of_index = generate, codes_of_index
         self.retrieve_options = retrieve_options
 
+    @property
+    def can_retrieve(self) -> bool:
+        return self.retriever is not None
+
+    @property
+    def can_generate(self) -> bool:
+        return self._generate is not None
+
     def retrieve_many(self, prompts: list[str]) -> list[Candidate | None]:
         """Each prompt's top-1 gallery image (None for all when there is no gallery)."""
         if self.retriever is None:

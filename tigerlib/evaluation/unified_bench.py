@@ -1,0 +1,199 @@
+"""Mini TIGeR-Bench: retrieve or generate, on knowledge, creative and common prompts.
+
+The published TIGeR-Bench has no gold labels; the mini world has them: a knowledge prompt names an
+entity only the gallery holds (gold: retrieve), a creative prompt asks for a combination no gallery
+image and no method model's training has (gold: generate), and a common scene can be answered
+either way. Rows (each per domain and over all prompts):
+
+- ``generation only (G)`` / ``retrieval only (R)``: one side of a backend, or another retriever;
+- ``B + rule``: backend B's two candidates, the rule choosing (``agent + reverse`` is the paper's agent);
+- ``oracle (B)``: the candidate the judge finds right (the ceiling of any rule on B).
+
+Metrics: the judge's accuracy of the chosen image (all attributes for scenes, the entity for
+knowledge), CLIP-T (prompt vs chosen, dual encoder, x100), CLIP-I (chosen vs the ground-truth
+gallery image, x100; none for creative prompts), the share answered by retrieval, and decision
+accuracy against the gold labels (knowledge and creative; for common scenes either is right, so
+only the split is reported). The classifier rule trains on knowledge and creative queries that
+the evaluation never uses (:func:`bench_split`)."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data.dataset import Queries
+from ..errors import TigerError
+from ..methods.unified import BACKENDS, Backend, Candidate, ClassifierRule, LikelihoodRule, retrieval_wins, train_decision_classifier
+from .judging import judged_right, pick
+
+DOMAINS = ("knowledge", "creative", "common")
+GOLD = {"knowledge": "retrieve", "creative": "generate", "common": None}  # common: either answer is right
+
+
+def bench_split(world, n: int = 50) -> tuple[dict[str, Queries], tuple[list[str], list[str]]]:
+    """The first ``n`` queries of each domain for evaluation; the classifier's training prompts
+    and gold labels from the knowledge and creative queries after them (never evaluated)."""
+    if n < 1:
+        raise TigerError(f"n={n}: the benchmark needs at least one prompt per domain")
+    evaluation, train_prompts, labels = {}, [], []
+    for domain in DOMAINS:
+        q = world.queries.subset(domain)
+        if len(q) == 0:
+            raise TigerError(f"the world has no {domain} queries: rebuild it (`tiger world build --force`)")
+        evaluation[domain] = q.subset(np.arange(min(n, len(q))))
+        if GOLD[domain] is not None:
+            rest = list(q.texts[len(evaluation[domain]) : len(evaluation[domain]) + n])
+            train_prompts += rest
+            labels += [GOLD[domain]] * len(rest)
+    return evaluation, (train_prompts, labels)
+
+
+def _truth_images(world, q: Queries) -> np.ndarray:
+    """The first gallery hit of each query (-1 where none: creative prompts)."""
+    return np.array([int(h[0]) if len(h) else -1 for h in q.hits])
+
+
+class _Side:
+    """One candidate per prompt of one domain (a backend's retrievals or generations), judged."""
+
+    def __init__(self, candidates, prompts, truth, truth_rows, judge, dual_encoder, gallery_emb):
+        self.candidates = candidates
+        present = np.array([c is not None for c in candidates])
+        n = len(candidates)
+        self.right, self.clip_t, self.clip_i = np.zeros(n, bool), np.full(n, np.nan), np.full(n, np.nan)
+        if present.any():
+            rows = np.flatnonzero(present)
+            images = np.stack([candidates[i].image for i in rows])
+            self.right[rows] = judged_right(judge.read(images), pick(truth, rows))
+            emb = dual_encoder.encode_images(images)
+            self.clip_t[rows] = 100 * (dual_encoder.encode_text([prompts[i] for i in rows]) * emb).sum(-1).cpu().numpy()
+            has_truth = truth_rows[rows] >= 0
+            if has_truth.any():
+                self.clip_i[rows[has_truth]] = 100 * (emb[has_truth] * gallery_emb[truth_rows[rows[has_truth]]]).sum(-1).cpu().numpy()
+        self.present = present
+
+
+def _row(name: str, backend: str | None, rule: str | None, domain: str, retrieved: np.ndarray, sides: tuple[_Side, _Side | None]) -> dict:
+    """Metrics of the choice ``retrieved`` (bool per prompt) between sides (retrieval, generation)."""
+    r, g = sides
+    pick_r = lambda a, b: np.where(retrieved, a, b)  # noqa: E731
+    right = pick_r(r.right if r else np.zeros(len(retrieved), bool), g.right if g else np.zeros(len(retrieved), bool))
+    clip_t = pick_r(r.clip_t if r else np.nan, g.clip_t if g else np.nan)
+    clip_i = pick_r(r.clip_i if r else np.nan, g.clip_i if g else np.nan)
+    gold = GOLD.get(domain)
+    decision = None if gold is None else float(np.mean(retrieved == (gold == "retrieve")))
+    mean = lambda x: None if np.all(np.isnan(x)) else round(float(np.nanmean(x)), 2)  # noqa: E731
+    return {"name": name, "backend": backend, "rule": rule, "domain": domain, "judge_accuracy": round(float(right.mean()), 4),
+            "clip_t": mean(clip_t), "clip_i": mean(clip_i), "retrieved_share": round(float(retrieved.mean()), 4),
+            "decision_accuracy": None if decision is None else round(decision, 4), "n": int(len(retrieved))}
+
+
+def _all_domains(name, backend, rule, retrieved: dict[str, np.ndarray], sides: dict[str, tuple]) -> list[dict]:
+    """The row in each domain, then over all prompts (decision accuracy over the gold-labelled ones)."""
+    out = [_row(name, backend, rule, d, retrieved[d], sides[d]) for d in DOMAINS]
+    n = {d: len(retrieved[d]) for d in DOMAINS}
+    total = sum(n.values())
+    overall = {"name": name, "backend": backend, "rule": rule, "domain": "all", "n": total}
+    for key in ("judge_accuracy", "retrieved_share"):
+        overall[key] = round(sum(r[key] * n[r["domain"]] for r in out) / total, 4)
+    for key in ("clip_t", "clip_i"):
+        vals = [(r[key], n[r["domain"]]) for r in out if r[key] is not None]
+        overall[key] = round(sum(v * k for v, k in vals) / sum(k for _, k in vals), 2) if vals else None
+    labelled = [r for r in out if r["decision_accuracy"] is not None]
+    overall["decision_accuracy"] = round(sum(r["decision_accuracy"] * n[r["domain"]] for r in labelled) / sum(n[r["domain"]] for r in labelled), 4)
+    return out + [overall]
+
+
+def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None, visual_tokenizer=None, gill=None, retrievers: dict | None = None,
+              n: int = 50, seed: int = 0, eta: float = 1.0) -> dict:
+    """Every row of the mini TIGeR-Bench for the given backends (name -> :class:`Backend`) and
+    extra retrievers (retrieval-only rows, for example GRACE's best type). The likelihood rules
+    need ``lmm`` and ``visual_tokenizer``; the classifier rule needs ``gill``."""
+    unknown = set(backends) - set(BACKENDS)
+    if unknown:
+        raise TigerError(f"unknown backend(s) {sorted(unknown)}: use {', '.join(BACKENDS)}")
+    t0 = time.perf_counter()
+    evaluation, (train_prompts, labels) = bench_split(world, n)
+    gallery_emb = dual_encoder.encode_images(world.gallery.images)
+    rules = {}
+    if lmm is not None and visual_tokenizer is not None:
+        rules.update({d: LikelihoodRule(lmm, visual_tokenizer, d, eta) for d in ("forward", "reverse")})
+    classifier_stats = None
+    if gill is not None:
+        clf, classifier_stats = train_decision_classifier(gill, train_prompts, labels, seed=seed)
+        rules["classifier"] = ClassifierRule(gill, clf)
+    seconds: dict[str, float] = {}
+    rows: list[dict] = []
+
+    def judged(candidates: dict[str, list]) -> dict[str, _Side]:
+        return {d: _Side(candidates[d], list(evaluation[d].texts), evaluation[d].attributes, _truth_images(world, evaluation[d]), judge, dual_encoder, gallery_emb)
+                for d in DOMAINS}
+
+    for name, backend in tqdm(backends.items(), desc="bench: backends", leave=False):
+        t = time.perf_counter()
+        prompts = {d: list(evaluation[d].texts) for d in DOMAINS}
+        ret = judged({d: backend.retrieve_many(prompts[d]) for d in DOMAINS}) if backend.can_retrieve else None
+        gen = judged({d: backend.generate_many(prompts[d], seed) for d in DOMAINS}) if backend.can_generate else None
+        sides = {d: (ret[d] if ret else None, gen[d] if gen else None) for d in DOMAINS}
+        always = {d: np.ones(len(prompts[d]), bool) for d in DOMAINS}
+        never = {d: np.zeros(len(prompts[d]), bool) for d in DOMAINS}
+        if gen:
+            rows += _all_domains(f"generation only ({name})", name, None, never, sides)
+        if ret:
+            rows += _all_domains(f"retrieval only ({name})", name, None, always, sides)
+        if ret and gen:
+            for rule_name, rule in rules.items():
+                choice = {}
+                for d in DOMAINS:
+                    known = np.array(rule.known_word_shares(prompts[d])) > 0
+                    wins = retrieval_wins(rule.scores(prompts[d], ret[d].candidates, gen[d].candidates))
+                    choice[d] = wins & known  # a prompt the rule cannot read falls back to generation, as answer() does
+                rows += _all_domains(f"{name} + {rule_name}", name, rule_name, choice, sides)
+            oracle = {d: ret[d].right | ~gen[d].right for d in DOMAINS}  # retrieval unless only generation is right
+            rows += _all_domains(f"oracle ({name})", name, "oracle", oracle, sides)
+        seconds[name] = round(time.perf_counter() - t, 1)
+    for name, retriever in (retrievers or {}).items():
+        t = time.perf_counter()
+        gallery = world.gallery.images
+        cands = {}
+        for d in DOMAINS:
+            tops = [r.top1 for r in retriever.retrieve(list(evaluation[d].texts), k=1)]
+            cands[d] = [None if i < 0 else Candidate(np.asarray(gallery[i]), int(i)) for i in tops]
+        ret = judged(cands)
+        rows += _all_domains(f"retrieval only ({name})", None, None, {d: np.ones(len(cands[d]), bool) for d in DOMAINS}, {d: (ret[d], None) for d in DOMAINS})
+        seconds[name] = round(time.perf_counter() - t, 1)
+    return {"rows": rows, "n_prompts": {d: len(evaluation[d]) for d in DOMAINS}, "classifier": classifier_stats,
+            "classifier_training_prompts": len(train_prompts), "seconds": {**seconds, "total": round(time.perf_counter() - t0, 1)}}
+
+
+def best_rows(result: dict, domain: str = "all") -> dict[str, dict]:
+    """Per backend, its best unified row (by decision accuracy over the labelled prompts, then the
+    judge) in ``domain``."""
+    out: dict[str, dict] = {}
+    unified = [r for r in result["rows"] if r["domain"] == domain and r["rule"] not in (None, "oracle")]
+    for r in unified:
+        key = (r["decision_accuracy"] or 0, r["judge_accuracy"])
+        best = out.get(r["backend"])
+        if best is None or key > (best["decision_accuracy"] or 0, best["judge_accuracy"]):
+            out[r["backend"]] = r
+    return out
+
+
+def findings(result: dict) -> list[str]:
+    """The benchmark's claims, stated from its numbers (whichever way they came out)."""
+    rows = {(r["name"], r["domain"]): r for r in result["rows"]}
+    lines = []
+    for backend, best in best_rows(result).items():
+        lines.append(f"{backend}: the best rule is {best['rule']} (decision accuracy {best['decision_accuracy']:.2f} on knowledge + creative prompts, "
+                     f"judge accuracy {best['judge_accuracy']:.2f} over all prompts)")
+        for d in DOMAINS:
+            unified = rows[(best["name"], d)]["judge_accuracy"]
+            sides = [rows[(f"{s} only ({backend})", d)]["judge_accuracy"] for s in ("generation", "retrieval") if (f"{s} only ({backend})", d) in rows]
+            if sides:
+                verdict = "at least" if unified >= max(sides) else "below"
+                lines.append(f"  {d}: unified {unified:.2f}, {verdict} the better single side ({max(sides):.2f})")
+    agent = rows.get(("agent + reverse", "all"))
+    if agent:
+        lines.append(f"the agent (dense + diffusion, reverse score): judge accuracy {agent['judge_accuracy']:.2f}, decision accuracy {agent['decision_accuracy']:.2f}")
+    return lines
