@@ -197,15 +197,15 @@ def test_batched_candidates_and_scores_equal_one_by_one(lmm, vq, tiger, tiny_wor
 
 
 def test_the_classifier_never_trains_on_evaluation_prompts(tiny_world):
-    from tigerlib.evaluation.unified_bench import GOLD, bench_split
+    from tigerlib.data.dataset import GOLD_LABEL
+    from tigerlib.evaluation.unified_bench import bench_split
 
     evaluation, (train, labels) = bench_split(tiny_world, n=2)
     assert train and set(labels) == {"retrieve", "generate"}
     evaluated = {t for q in evaluation.values() for t in q.texts}
     assert not evaluated & set(train)
-    for domain, q in evaluation.items():
-        if GOLD[domain]:
-            assert all(label == GOLD[domain] for t, label in zip(train, labels) if t in set(tiny_world.queries.subset(domain).texts))
+    kind_of = {t: k for k in evaluation for t in tiny_world.queries.subset(k).texts}
+    assert all(label == GOLD_LABEL[kind_of[t]] for t, label in zip(train, labels))
 
 
 def test_the_bench_rows_have_the_issues_shape(toy, tiger, lmm, vq, tiny_world):
@@ -224,8 +224,26 @@ def test_the_bench_rows_have_the_issues_shape(toy, tiger, lmm, vq, tiny_world):
     gen, ret = rows[("generation only (tiger)", "all")], rows[("retrieval only (tiger)", "all")]
     assert gen["retrieved_share"] == 0 and ret["retrieved_share"] == 1
     assert rows[("generation only (tiger)", "knowledge")]["decision_accuracy"] == 0 and rows[("generation only (tiger)", "creative")]["decision_accuracy"] == 1
-    assert rows[("generation only (tiger)", "common")]["decision_accuracy"] is None and rows[("generation only (tiger)", "creative")]["clip_i"] is None
+    assert rows[("generation only (tiger)", "common")]["decision_accuracy"] is None
+    assert rows[("generation only (tiger)", "all")]["n_labelled"] == 4  # knowledge and creative
     for d in (*DOMAINS, "all"):  # the oracle is the ceiling of every rule on the same candidates
         for rule in ("forward", "reverse"):
             assert rows[("oracle (tiger)", d)]["judge_accuracy"] >= rows[(f"tiger + {rule}", d)]["judge_accuracy"]
     assert best_rows(result)["tiger"]["rule"] in ("forward", "reverse") and findings(result)
+
+
+def test_the_demo_answers_a_prompt_writes_its_figure_and_prints_the_decision(home, lmm, vq, tiny_world, capsys):
+    import json
+    from pathlib import Path
+
+    from tigerlib.config import get_settings
+    from tigerlib.demo import answer_prompt
+
+    settings = get_settings(device="cpu")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    out = answer_prompt(settings, tiny_world.queries.texts[0], world=tiny_world, zoo={"lmm": lmm, "visual_tokenizer": vq})
+    assert Path(out["figure"]).stat().st_size > 1000 and out["decision"] in ("retrieve", "generate")
+    assert out["decision"] in capsys.readouterr().out
+    json.dumps(out)  # the --json answer object is plain JSON
+    with pytest.raises(TigerError, match="tiger, gill, agent"):
+        answer_prompt(settings, "a red circle", backend="dalle", world=tiny_world, zoo={"lmm": lmm, "visual_tokenizer": vq})

@@ -244,9 +244,14 @@ def cmd_demo(args, s) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .demo import run_demo
+    from .demo import answer_prompt, run_demo
 
-    run_demo(s)
+    if args.prompt is None:
+        run_demo(s)
+        return
+    out = answer_prompt(s, args.prompt, backend=args.backend, rule=args.rule, quiet=args.json)
+    if args.json:
+        _print_json(out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,7 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("info", help="print profile, device and paths").set_defaults(func=cmd_info)
-    sub.add_parser("demo", help="build the world and the zoo if missing, then run the end-to-end tour").set_defaults(func=cmd_demo)
+    dm = sub.add_parser("demo", help="build the world and the zoo if missing, then the tour; with a prompt: retrieve, generate and decide for it")
+    dm.add_argument("prompt", nargs="?", default=None, help="what to answer (default: the tour, answering one prompt of each kind)")
+    dm.add_argument("--backend", choices=["tiger", "gill", "agent"], default="tiger")
+    dm.add_argument("--rule", choices=["forward", "reverse"], default="reverse", help="TIGeR's decision score (the classifier is trained by `tiger eval bench`)")
+    dm.add_argument("--json", action="store_true", help="print the answer object (with the figure's path)")
+    dm.set_defaults(func=cmd_demo)
 
     world = sub.add_parser("world", help="the mini world").add_subparsers(dest="action", required=True)
     wb = world.add_parser("build", help="build the mini world (idempotent)")

@@ -69,5 +69,57 @@ def run_demo(settings: Settings) -> dict:
         images += [q.images[i], world.gallery.images[idx[row, 0]], world.gallery.images[top], generated[row]]
         titles += [f"prompt: {prompts[row]}", "dense top-1", "TIGeR top-1", "generated"]
     save(image_grid(np.stack(images), titles, ncols=4), "tiger_and_generation")
+
+    print("\nretrieve or generate (TIGeR backend, reverse rule), one prompt of each kind:")
+    answers = []
+    zoo = {"lmm": tiger.lmm, "visual_tokenizer": tokenizer}
+    for i in picks:
+        a = answer_prompt(settings, q.texts[i], world=world, zoo=zoo, save_as=f"answer_{q.kind[i]}")
+        print(f"  [{q.kind[i]}] gold decision: {q.label[i]}")
+        figures[f"answer_{q.kind[i]}"] = a["figure"]
+        answers.append(a)
     info(f"figures: {', '.join(figures.values())}")
-    return {"world": summary, "zoo": status, "figures": figures}
+    return {"world": summary, "zoo": status, "figures": figures, "answers": answers}
+
+
+def demo_models(settings: Settings, backend: str, world) -> dict:
+    """Build what ``backend`` needs if missing (with progress), then load it and the LMM the
+    likelihood rules score with."""
+    from .zoo import build_zoo, load_dual_encoder, load_gill, load_lmm, load_text_to_image, load_visual_tokenizer
+
+    build_zoo(settings, world=world)
+    if backend == "gill":
+        build_zoo(settings, world=world, only=["gill"])
+    zoo = {"lmm": load_lmm(settings), "visual_tokenizer": load_visual_tokenizer(settings)}
+    if backend == "agent":
+        zoo.update(dual_encoder=load_dual_encoder(settings), diffusion=load_text_to_image(settings))
+    if backend == "gill":
+        zoo["gill"] = load_gill(settings)
+    return zoo
+
+
+def answer_prompt(settings: Settings, prompt: str, backend: str = "tiger", rule: str = "reverse", world=None, zoo: dict | None = None,
+                  save_as: str = "answer", quiet: bool = False) -> dict:
+    """``tiger demo "a prompt"``: build what is missing, answer the prompt (retrieve, generate,
+    decide), write the figure and print the decision. Returns the answer object with its figure."""
+    from .data.world_store import build_world
+    from .errors import TigerError
+    from .methods.unified import BACKENDS, RULES, answer, make_backend, make_rule
+    from .viz import plot_answer
+
+    if backend not in BACKENDS or rule not in RULES:
+        raise TigerError(f"backend {backend!r}, rule {rule!r}: use a backend of {', '.join(BACKENDS)} and a rule of {', '.join(RULES)}")
+    if rule == "classifier":
+        raise TigerError("the classifier rule is trained by the benchmark (`tiger eval bench`); in the demo use --rule forward or reverse")
+    world = world or build_world(settings.data_dir, settings.world_config())
+    zoo = zoo or demo_models(settings, backend, world)
+    a = answer(prompt, make_backend(backend, zoo, world.gallery.images), make_rule(rule, zoo), seed=settings.seed)
+    path = settings.home / f"demo_{save_as}.png"
+    plot_answer(a).savefig(path, dpi=120)
+    out = {**a.to_json(), "figure": str(path)}
+    if not quiet:
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in a.scores.items()) or "not judged"
+        print(f"{a.prompt!r} -> {a.decision} ({a.backend} + {a.rule}: {scores}; {a.seconds['total']:.1f}s); figure {path}")
+        for note in a.notes:
+            print(f"  note: {note}")
+    return out

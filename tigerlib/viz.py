@@ -199,3 +199,25 @@ def plot_method_bars(results: dict[str, dict], kinds=("knowledge", "common")):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def plot_answer(answer, scale: float = 2.2):
+    """One retrieve-or-generate answer: both candidates with their scores, the chosen one marked."""
+    import matplotlib.pyplot as plt
+
+    sides = [("retrieved", answer.retrieved), ("generated", answer.generated)]
+    fig, axes = plt.subplots(1, 2, figsize=(2 * scale, scale + 0.9))
+    chosen = "retrieved" if answer.decision == "retrieve" else "generated"
+    for ax, (name, cand) in zip(axes, sides):
+        ax.axis("off")
+        if cand is None:
+            ax.text(0.5, 0.5, f"no {name} image", ha="center", va="center", fontsize=8)
+            continue
+        ax.imshow(cand.image, interpolation="nearest")
+        score = f"{answer.scores[name]:.2f}" if name in answer.scores else "-"
+        label = f"{name}{f' #{cand.index}' if cand.index is not None else ''}\nscore {score}"
+        ax.set_title(("✓ " + label) if name == chosen else label, fontsize=8, color="green" if name == chosen else "black")
+    head = textwrap.shorten(answer.prompt, 60)
+    fig.suptitle(f"{head}\n{answer.backend} + {answer.rule}: {answer.decision} ({answer.seconds.get('total', 0):.1f}s)", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -11,7 +11,7 @@ either way. Rows (each per domain and over all prompts):
 
 Metrics: the judge's accuracy of the chosen image (all attributes for scenes, the entity for
 knowledge), CLIP-T (prompt vs chosen, dual encoder, x100), CLIP-I (chosen vs the ground-truth
-gallery image, x100; none for creative prompts), the share answered by retrieval, and decision
+image the world rendered for the prompt, x100), the share answered by retrieval, and decision
 accuracy against the gold labels (knowledge and creative; for common scenes either is right, so
 only the split is reported). The classifier rule trains on knowledge and creative queries that
 the evaluation never uses (:func:`bench_split`)."""
@@ -28,12 +28,12 @@ from ..methods.unified import BACKENDS, Backend, Candidate, ClassifierRule, Like
 from .judging import judged_right, pick
 
 DOMAINS = ("knowledge", "creative", "common")
-GOLD = {"knowledge": "retrieve", "creative": "generate", "common": None}  # common: either answer is right
 
 
 def bench_split(world, n: int = 50) -> tuple[dict[str, Queries], tuple[list[str], list[str]]]:
     """The first ``n`` queries of each domain for evaluation; the classifier's training prompts
-    and gold labels from the knowledge and creative queries after them (never evaluated)."""
+    and gold labels from the labelled queries after them (never evaluated). Labels are the
+    world's (``Queries.label``): retrieve, generate, or either (not a training example)."""
     if n < 1:
         raise TigerError(f"n={n}: the benchmark needs at least one prompt per domain")
     evaluation, train_prompts, labels = {}, [], []
@@ -42,22 +42,17 @@ def bench_split(world, n: int = 50) -> tuple[dict[str, Queries], tuple[list[str]
         if len(q) == 0:
             raise TigerError(f"the world has no {domain} queries: rebuild it (`tiger world build --force`)")
         evaluation[domain] = q.subset(np.arange(min(n, len(q))))
-        if GOLD[domain] is not None:
-            rest = list(q.texts[len(evaluation[domain]) : len(evaluation[domain]) + n])
-            train_prompts += rest
-            labels += [GOLD[domain]] * len(rest)
+        rest = np.arange(len(evaluation[domain]), min(len(q), len(evaluation[domain]) + n))
+        keep = [int(i) for i in rest if q.label[i] in ("retrieve", "generate")]
+        train_prompts += [q.texts[i] for i in keep]
+        labels += [str(q.label[i]) for i in keep]
     return evaluation, (train_prompts, labels)
-
-
-def _truth_images(world, q: Queries) -> np.ndarray:
-    """The first gallery hit of each query (-1 where none: creative prompts)."""
-    return np.array([int(h[0]) if len(h) else -1 for h in q.hits])
 
 
 class _Side:
     """One candidate per prompt of one domain (a backend's retrievals or generations), judged."""
 
-    def __init__(self, candidates, prompts, truth, truth_rows, judge, dual_encoder, gallery_emb):
+    def __init__(self, candidates, q: Queries, truth_emb, judge, dual_encoder):
         self.candidates = candidates
         present = np.array([c is not None for c in candidates])
         n = len(candidates)
@@ -65,33 +60,30 @@ class _Side:
         if present.any():
             rows = np.flatnonzero(present)
             images = np.stack([candidates[i].image for i in rows])
-            self.right[rows] = judged_right(judge.read(images), pick(truth, rows))
+            self.right[rows] = judged_right(judge.read(images), pick(q.attributes, rows))
             emb = dual_encoder.encode_images(images)
-            self.clip_t[rows] = 100 * (dual_encoder.encode_text([prompts[i] for i in rows]) * emb).sum(-1).cpu().numpy()
-            has_truth = truth_rows[rows] >= 0
-            if has_truth.any():
-                self.clip_i[rows[has_truth]] = 100 * (emb[has_truth] * gallery_emb[truth_rows[rows[has_truth]]]).sum(-1).cpu().numpy()
-        self.present = present
+            self.clip_t[rows] = 100 * (dual_encoder.encode_text([q.texts[i] for i in rows]) * emb).sum(-1).cpu().numpy()
+            self.clip_i[rows] = 100 * (emb * truth_emb[rows]).sum(-1).cpu().numpy()
 
 
-def _row(name: str, backend: str | None, rule: str | None, domain: str, retrieved: np.ndarray, sides: tuple[_Side, _Side | None]) -> dict:
+def _row(name: str, backend: str | None, rule: str | None, domain: str, gold: np.ndarray, retrieved: np.ndarray, sides: tuple) -> dict:
     """Metrics of the choice ``retrieved`` (bool per prompt) between sides (retrieval, generation)."""
     r, g = sides
     pick_r = lambda a, b: np.where(retrieved, a, b)  # noqa: E731
     right = pick_r(r.right if r else np.zeros(len(retrieved), bool), g.right if g else np.zeros(len(retrieved), bool))
     clip_t = pick_r(r.clip_t if r else np.nan, g.clip_t if g else np.nan)
     clip_i = pick_r(r.clip_i if r else np.nan, g.clip_i if g else np.nan)
-    gold = GOLD.get(domain)
-    decision = None if gold is None else float(np.mean(retrieved == (gold == "retrieve")))
+    labelled = np.isin(gold, ("retrieve", "generate"))
+    decision = float(np.mean(retrieved[labelled] == (gold[labelled] == "retrieve"))) if labelled.any() else None
     mean = lambda x: None if np.all(np.isnan(x)) else round(float(np.nanmean(x)), 2)  # noqa: E731
     return {"name": name, "backend": backend, "rule": rule, "domain": domain, "judge_accuracy": round(float(right.mean()), 4),
             "clip_t": mean(clip_t), "clip_i": mean(clip_i), "retrieved_share": round(float(retrieved.mean()), 4),
-            "decision_accuracy": None if decision is None else round(decision, 4), "n": int(len(retrieved))}
+            "decision_accuracy": None if decision is None else round(decision, 4), "n": int(len(retrieved)), "n_labelled": int(labelled.sum())}
 
 
-def _all_domains(name, backend, rule, retrieved: dict[str, np.ndarray], sides: dict[str, tuple]) -> list[dict]:
+def _all_domains(gold: dict[str, np.ndarray], name, backend, rule, retrieved: dict[str, np.ndarray], sides: dict[str, tuple]) -> list[dict]:
     """The row in each domain, then over all prompts (decision accuracy over the gold-labelled ones)."""
-    out = [_row(name, backend, rule, d, retrieved[d], sides[d]) for d in DOMAINS]
+    out = [_row(name, backend, rule, d, gold[d], retrieved[d], sides[d]) for d in DOMAINS]
     n = {d: len(retrieved[d]) for d in DOMAINS}
     total = sum(n.values())
     overall = {"name": name, "backend": backend, "rule": rule, "domain": "all", "n": total}
@@ -101,7 +93,8 @@ def _all_domains(name, backend, rule, retrieved: dict[str, np.ndarray], sides: d
         vals = [(r[key], n[r["domain"]]) for r in out if r[key] is not None]
         overall[key] = round(sum(v * k for v, k in vals) / sum(k for _, k in vals), 2) if vals else None
     labelled = [r for r in out if r["decision_accuracy"] is not None]
-    overall["decision_accuracy"] = round(sum(r["decision_accuracy"] * n[r["domain"]] for r in labelled) / sum(n[r["domain"]] for r in labelled), 4)
+    overall["n_labelled"] = sum(r["n_labelled"] for r in labelled)
+    overall["decision_accuracy"] = round(sum(r["decision_accuracy"] * r["n_labelled"] for r in labelled) / overall["n_labelled"], 4) if labelled else None
     return out + [overall]
 
 
@@ -115,7 +108,8 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
         raise TigerError(f"unknown backend(s) {sorted(unknown)}: use {', '.join(BACKENDS)}")
     t0 = time.perf_counter()
     evaluation, (train_prompts, labels) = bench_split(world, n)
-    gallery_emb = dual_encoder.encode_images(world.gallery.images)
+    truth_emb = {d: dual_encoder.encode_images(evaluation[d].images) for d in DOMAINS}
+    gold = {d: np.asarray(evaluation[d].label).astype(str) for d in DOMAINS}
     rules = {}
     if lmm is not None and visual_tokenizer is not None:
         rules.update({d: LikelihoodRule(lmm, visual_tokenizer, d, eta) for d in ("forward", "reverse")})
@@ -127,8 +121,7 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
     rows: list[dict] = []
 
     def judged(candidates: dict[str, list]) -> dict[str, _Side]:
-        return {d: _Side(candidates[d], list(evaluation[d].texts), evaluation[d].attributes, _truth_images(world, evaluation[d]), judge, dual_encoder, gallery_emb)
-                for d in DOMAINS}
+        return {d: _Side(candidates[d], evaluation[d], truth_emb[d], judge, dual_encoder) for d in DOMAINS}
 
     for name, backend in tqdm(backends.items(), desc="bench: backends", leave=False):
         t = time.perf_counter()
@@ -139,9 +132,9 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
         always = {d: np.ones(len(prompts[d]), bool) for d in DOMAINS}
         never = {d: np.zeros(len(prompts[d]), bool) for d in DOMAINS}
         if gen:
-            rows += _all_domains(f"generation only ({name})", name, None, never, sides)
+            rows += _all_domains(gold, f"generation only ({name})", name, None, never, sides)
         if ret:
-            rows += _all_domains(f"retrieval only ({name})", name, None, always, sides)
+            rows += _all_domains(gold, f"retrieval only ({name})", name, None, always, sides)
         if ret and gen:
             for rule_name, rule in rules.items():
                 choice = {}
@@ -149,9 +142,9 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
                     known = np.array(rule.known_word_shares(prompts[d])) > 0
                     wins = retrieval_wins(rule.scores(prompts[d], ret[d].candidates, gen[d].candidates))
                     choice[d] = wins & known  # a prompt the rule cannot read falls back to generation, as answer() does
-                rows += _all_domains(f"{name} + {rule_name}", name, rule_name, choice, sides)
+                rows += _all_domains(gold, f"{name} + {rule_name}", name, rule_name, choice, sides)
             oracle = {d: ret[d].right | ~gen[d].right for d in DOMAINS}  # retrieval unless only generation is right
-            rows += _all_domains(f"oracle ({name})", name, "oracle", oracle, sides)
+            rows += _all_domains(gold, f"oracle ({name})", name, "oracle", oracle, sides)
         seconds[name] = round(time.perf_counter() - t, 1)
     for name, retriever in (retrievers or {}).items():
         t = time.perf_counter()
@@ -161,7 +154,7 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
             tops = [r.top1 for r in retriever.retrieve(list(evaluation[d].texts), k=1)]
             cands[d] = [None if i < 0 else Candidate(np.asarray(gallery[i]), int(i)) for i in tops]
         ret = judged(cands)
-        rows += _all_domains(f"retrieval only ({name})", None, None, {d: np.ones(len(cands[d]), bool) for d in DOMAINS}, {d: (ret[d], None) for d in DOMAINS})
+        rows += _all_domains(gold, f"retrieval only ({name})", None, None, {d: np.ones(len(cands[d]), bool) for d in DOMAINS}, {d: (ret[d], None) for d in DOMAINS})
         seconds[name] = round(time.perf_counter() - t, 1)
     return {"rows": rows, "n_prompts": {d: len(evaluation[d]) for d in DOMAINS}, "classifier": classifier_stats,
             "classifier_training_prompts": len(train_prompts), "seconds": {**seconds, "total": round(time.perf_counter() - t0, 1)}}
