@@ -26,7 +26,7 @@ demo: setup
 test: test-lib test-quality test-notebooks
 
 test-lib: setup
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --durations=10 tests
 
 zoo: setup
 	$(BIN)/tiger world build
@@ -36,7 +36,7 @@ test-quality: zoo
 	TIGER_QUALITY=1 $(BIN)/python -m pytest -rA --durations=5 tests/quality
 
 test-notebooks: zoo
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
+	$(BIN)/python -m pytest --durations=10 --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks/
 
 clean:
 	rm -rf $(VENV) tiger_home
