@@ -214,7 +214,7 @@ def test_the_bench_rows_have_the_issues_shape(toy, tiger, lmm, vq, tiny_world):
 
     torch.manual_seed(0)
     judge, de = AttributeJudge.create(TINY_JUDGE), DualEncoder.create(TINY_DUAL_ENCODER)
-    result = run_bench({"tiger": tiger}, tiny_world, judge, de, lmm, vq, retrievers={"toy": toy.retriever}, n=2)
+    result = run_bench({"tiger": tiger}, tiny_world, judge, de, lmm, vq, retrievers={"toy": toy.retriever}, n=2, keep=True)
     rows = {(r["name"], r["domain"]): r for r in result["rows"]}
     assert result["n_prompts"] == {d: 2 for d in DOMAINS}
     keys = {"name", "backend", "rule", "domain", "judge_accuracy", "clip_t", "clip_i", "retrieved_share", "decision_accuracy"}
@@ -230,6 +230,18 @@ def test_the_bench_rows_have_the_issues_shape(toy, tiger, lmm, vq, tiny_world):
         for rule in ("forward", "reverse"):
             assert rows[("oracle (tiger)", d)]["judge_accuracy"] >= rows[(f"tiger + {rule}", d)]["judge_accuracy"]
     assert best_rows(result)["tiger"]["rule"] in ("forward", "reverse") and findings(result)
+    records = result.pop("records")
+    assert len(records) == 6 and {r["domain"] for r in records} == set(DOMAINS)  # one per prompt and backend
+    rec = records[0]
+    assert rec["choice"]["reverse"] == ("retrieve" if rec["scores"]["reverse"][0] >= rec["scores"]["reverse"][1] else "generate")
+    import json
+
+    json.dumps(result)  # without the records (images), the result is plain JSON
+    from tigerlib.notebook import bench_browser, unified_explorer
+    from tigerlib.viz import plot_bench
+
+    assert plot_bench(result) is not None and bench_browser(records) is not None
+    assert unified_explorer({"tiger": tiger}, {"reverse": LikelihoodRule(lmm, vq, "reverse")}, prompt=tiny_world.queries.texts[0]) is not None
 
 
 def test_the_demo_answers_a_prompt_writes_its_figure_and_prints_the_decision(home, lmm, vq, tiny_world, capsys):

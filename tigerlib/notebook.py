@@ -136,3 +136,77 @@ def reconstructions(tokenizer, images: np.ndarray):
     both = np.concatenate([images, tokenizer.decode(codes)])
     titles = ["original"] * len(images) + [f"from {codes.shape[1]} codes"] * len(images)
     return image_grid(both, titles, ncols=len(images))
+
+
+def unified_explorer(backends: dict, rules: dict, prompt: str = "a small red circle on the left on a blue background", seed: int = 0):
+    """Type a prompt, pick a backend and a rule: both candidates, their scores and the choice
+    (:func:`tigerlib.methods.unified.answer`). Notes say when the system fell back."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from .errors import TigerError
+    from .methods.unified import answer
+    from .viz import plot_answer
+
+    box = widgets.Text(value=prompt, description="prompt", layout=widgets.Layout(width="70%"), continuous_update=False)
+    backend = widgets.Dropdown(options=list(backends), description="backend")
+    rule = widgets.Dropdown(options=list(rules), description="rule", value="reverse" if "reverse" in rules else next(iter(rules)))
+    out = widgets.Output()
+
+    def render(*_):
+        with out:
+            out.clear_output(wait=True)
+            try:
+                a = answer(box.value, backends[backend.value], rules[rule.value], seed=seed)
+            except TigerError as e:
+                print(e)
+                return
+            for note in a.notes:
+                print("note:", note)
+            plot_answer(a)
+            plt.show()
+
+    for w in (box, backend, rule):
+        w.observe(render, "value")
+    render()
+    return widgets.VBox([box, widgets.HBox([backend, rule]), out])
+
+
+def bench_browser(records: list[dict], rule: str = "reverse"):
+    """Browse the benchmark's prompts (``run_bench(..., keep=True)["records"]``): pick a backend,
+    a domain and wins or losses of ``rule`` (the judge decides what is right)."""
+    import ipywidgets as widgets
+    import matplotlib.pyplot as plt
+
+    from .viz import image_grid
+
+    backend = widgets.Dropdown(options=sorted({r["backend"] for r in records}), description="backend")
+    domain = widgets.Dropdown(options=["knowledge", "creative", "common"], description="domain")
+    which = widgets.ToggleButtons(options=["losses", "wins"], description="show")
+    out = widgets.Output()
+
+    def right(r):
+        return r["retrieved_right"] if r["choice"][rule] == "retrieve" else r["generated_right"]
+
+    def render(*_):
+        with out:
+            out.clear_output(wait=True)
+            shown = [r for r in records if r["backend"] == backend.value and r["domain"] == domain.value and right(r) == (which.value == "wins")][:4]
+            print(f"{len(shown)} shown ({rule} rule; gold for {domain.value}: {shown[0]['gold'] if shown else '-'})")
+            if not shown:
+                return
+            images, titles = [], []
+            for r in shown:
+                s_r, s_g = r["scores"][rule]
+                for side, decision, s in (("retrieved", "retrieve", s_r), ("generated", "generate", s_g)):
+                    mark = "✓" if r[f"{side}_right"] else "✗"
+                    chosen = " (chosen)" if r["choice"][rule] == decision else ""
+                    images.append(r[side].image)
+                    titles.append(f"{mark} {side}{chosen} {s:.2f}\n{r['prompt'][:40]}")
+            image_grid(images, titles, ncols=4, wrap=26)
+            plt.show()
+
+    for w in (backend, domain, which):
+        w.observe(render, "value")
+    render()
+    return widgets.VBox([widgets.HBox([backend, domain, which]), out])

@@ -221,3 +221,28 @@ def plot_answer(answer, scale: float = 2.2):
     fig.suptitle(f"{head}\n{answer.backend} + {answer.rule}: {answer.decision} ({answer.seconds.get('total', 0):.1f}s)", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_bench(result: dict, names: list[str] | None = None):
+    """The mini TIGeR-Bench: the judge's accuracy of each row per domain, and decision accuracy."""
+    import matplotlib.pyplot as plt
+
+    domains = ("knowledge", "creative", "common", "all")
+    rows = {(r["name"], r["domain"]): r for r in result["rows"]}
+    names = names or list(dict.fromkeys(r["name"] for r in result["rows"]))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [3, 1.3]})
+    width = 0.8 / max(1, len(names))
+    for k, name in enumerate(names):
+        ax.bar(np.arange(len(domains)) + k * width, [rows[(name, d)]["judge_accuracy"] for d in domains], width, label=name)
+    ax.set_xticks(np.arange(len(domains)) + 0.4 - width / 2, domains)
+    ax.set_ylabel("judge accuracy of the chosen image")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=6, ncol=2)
+    acc = [rows[(n, "all")]["decision_accuracy"] or 0 for n in names]
+    bx.barh(np.arange(len(names)), acc, color="gray")
+    bx.set_yticks(np.arange(len(names)), names, fontsize=6)
+    bx.set_xlim(0, 1)
+    bx.set_xlabel("decision accuracy (knowledge + creative)")
+    bx.invert_yaxis()
+    fig.tight_layout()
+    return fig

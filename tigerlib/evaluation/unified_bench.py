@@ -99,10 +99,12 @@ def _all_domains(gold: dict[str, np.ndarray], name, backend, rule, retrieved: di
 
 
 def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None, visual_tokenizer=None, gill=None, retrievers: dict | None = None,
-              n: int = 50, seed: int = 0, eta: float = 1.0) -> dict:
+              n: int = 50, seed: int = 0, eta: float = 1.0, keep: bool = False) -> dict:
     """Every row of the mini TIGeR-Bench for the given backends (name -> :class:`Backend`) and
     extra retrievers (retrieval-only rows, for example GRACE's best type). The likelihood rules
-    need ``lmm`` and ``visual_tokenizer``; the classifier rule needs ``gill``."""
+    need ``lmm`` and ``visual_tokenizer``; the classifier rule needs ``gill``. ``keep``: also
+    return ``records``, one per backend and prompt with both candidates (images included), the
+    judge's verdicts and each rule's scores and choice (for browsing wins and losses; not JSON)."""
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise TigerError(f"unknown backend(s) {sorted(unknown)}: use {', '.join(BACKENDS)}")
@@ -119,6 +121,7 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
         rules["classifier"] = ClassifierRule(gill, clf)
     seconds: dict[str, float] = {}
     rows: list[dict] = []
+    records: list[dict] = []
 
     def judged(candidates: dict[str, list]) -> dict[str, _Side]:
         return {d: _Side(candidates[d], evaluation[d], truth_emb[d], judge, dual_encoder) for d in DOMAINS}
@@ -136,15 +139,22 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
         if ret:
             rows += _all_domains(gold, f"retrieval only ({name})", name, None, always, sides)
         if ret and gen:
+            scores, choices = {}, {}
             for rule_name, rule in rules.items():
-                choice = {}
+                scores[rule_name], choices[rule_name] = {}, {}
                 for d in DOMAINS:
                     known = np.array(rule.known_word_shares(prompts[d])) > 0
-                    wins = retrieval_wins(rule.scores(prompts[d], ret[d].candidates, gen[d].candidates))
-                    choice[d] = wins & known  # a prompt the rule cannot read falls back to generation, as answer() does
-                rows += _all_domains(gold, f"{name} + {rule_name}", name, rule_name, choice, sides)
+                    scores[rule_name][d] = rule.scores(prompts[d], ret[d].candidates, gen[d].candidates)
+                    choices[rule_name][d] = retrieval_wins(scores[rule_name][d]) & known  # an unreadable prompt falls back to generation, as answer() does
+                rows += _all_domains(gold, f"{name} + {rule_name}", name, rule_name, choices[rule_name], sides)
             oracle = {d: ret[d].right | ~gen[d].right for d in DOMAINS}  # retrieval unless only generation is right
             rows += _all_domains(gold, f"oracle ({name})", name, "oracle", oracle, sides)
+            if keep:
+                records += [{"backend": name, "domain": d, "prompt": p, "gold": str(gold[d][i]), "retrieved": ret[d].candidates[i], "generated": gen[d].candidates[i],
+                             "retrieved_right": bool(ret[d].right[i]), "generated_right": bool(gen[d].right[i]),
+                             "scores": {r: tuple(float(v) for v in scores[r][d][i]) for r in rules},
+                             "choice": {r: "retrieve" if choices[r][d][i] else "generate" for r in rules}}
+                            for d in DOMAINS for i, p in enumerate(prompts[d])]
         seconds[name] = round(time.perf_counter() - t, 1)
     for name, retriever in (retrievers or {}).items():
         t = time.perf_counter()
@@ -156,8 +166,9 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
         ret = judged(cands)
         rows += _all_domains(gold, f"retrieval only ({name})", None, None, {d: np.ones(len(cands[d]), bool) for d in DOMAINS}, {d: (ret[d], None) for d in DOMAINS})
         seconds[name] = round(time.perf_counter() - t, 1)
-    return {"rows": rows, "n_prompts": {d: len(evaluation[d]) for d in DOMAINS}, "classifier": classifier_stats,
-            "classifier_training_prompts": len(train_prompts), "seconds": {**seconds, "total": round(time.perf_counter() - t0, 1)}}
+    out = {"rows": rows, "n_prompts": {d: len(evaluation[d]) for d in DOMAINS}, "classifier": classifier_stats,
+           "classifier_training_prompts": len(train_prompts), "seconds": {**seconds, "total": round(time.perf_counter() - t0, 1)}}
+    return {**out, "records": records} if keep else out
 
 
 def best_rows(result: dict, domain: str = "all") -> dict[str, dict]:
