@@ -191,3 +191,13 @@ def test_filtered_pseudo_queries_name_the_right_shape_more_often(zoo, world):
     kept = shape_right(pseudo_queries(zoo["lmm"], codes, n=3, candidates=8, seed=0, dual_encoder=zoo["dual_encoder"], images=g.images[idx]))
     print(f"\npseudo-queries naming the right shape: unfiltered {raw:.2f}, filtered {kept:.2f}")
     assert kept >= raw + 0.1, (raw, kept)
+
+
+def test_more_beams_stop_later(zoo, world):
+    """Notebook 03, solution 2: the search stops once every beam is one image's path, so 300 beams
+    part ways later than 5."""
+    tiger = TIGeR.from_images(zoo["lmm"], zoo["visual_tokenizer"], world.gallery.images)
+    prompt = world.queries.subset("common").texts[0]
+    few, many = (tiger.search(prompt, num_beams=b).stopped_early_at for b in (5, 300))
+    print(f"\nearly stop: 5 beams at token {few}, 300 beams at token {many}")
+    assert few is not None and many is not None and few < many, (few, many)
