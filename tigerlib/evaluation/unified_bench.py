@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import Queries
 from ..errors import TigerError
-from ..methods.unified import BACKENDS, Backend, Candidate, ClassifierRule, LikelihoodRule, retrieval_wins, train_decision_classifier
+from ..methods.unified import BACKENDS, Backend, Candidate, ClassifierRule, LikelihoodRule, choose, train_decision_classifier
 from .judging import judged_right, pick
 
 DOMAINS = ("knowledge", "creative", "common")
@@ -143,9 +143,7 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
             for rule_name, rule in rules.items():
                 scores[rule_name], choices[rule_name] = {}, {}
                 for d in DOMAINS:
-                    known = np.array(rule.known_word_shares(prompts[d])) > 0
-                    scores[rule_name][d] = rule.scores(prompts[d], ret[d].candidates, gen[d].candidates)
-                    choices[rule_name][d] = retrieval_wins(scores[rule_name][d]) & known  # an unreadable prompt falls back to generation, as answer() does
+                    scores[rule_name][d], choices[rule_name][d], _ = choose(rule, prompts[d], ret[d].candidates, gen[d].candidates)
                 rows += _all_domains(gold, f"{name} + {rule_name}", name, rule_name, choices[rule_name], sides)
             oracle = {d: ret[d].right | ~gen[d].right for d in DOMAINS}  # retrieval unless only generation is right
             rows += _all_domains(gold, f"oracle ({name})", name, "oracle", oracle, sides)

@@ -252,6 +252,14 @@ def retrieval_wins(scores: np.ndarray) -> np.ndarray:
     return scores[:, 0] >= scores[:, 1]
 
 
+def choose(rule, prompts: list[str], retrieved: list[Candidate], generated: list[Candidate]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores [n, 2], retrieve [n] bool, readable [n] bool): a prompt the rule cannot read (no
+    known word) falls back to generation. One definition for :func:`answer` and the benchmark."""
+    readable = np.array(rule.known_word_shares(list(prompts))) > 0
+    scores = rule.scores(list(prompts), retrieved, generated)
+    return scores, retrieval_wins(scores) & readable, readable
+
+
 # -- the answer ------------------------------------------------------------------------------------
 
 
@@ -278,17 +286,16 @@ def answer(prompt: str, backend: Backend, rule, seed: int = 0) -> Answer:
     generated = backend.generate(text, seed)
     t2 = time.perf_counter()
     scores: dict[str, float] = {}
-    warning = unknown_prompt_warning(text, rule.known_word_shares([text])[0])
     if retrieved is None or generated is None:
         decision = "generate" if retrieved is None else "retrieve"
         notes.append("the gallery is empty or missing: generation only" if retrieved is None else "no generator is available: retrieval only")
-    elif warning:
-        decision = "generate"
-        notes += [warning, f"cannot judge this prompt ({rule.name} needs known words): fell back to generation"]
     else:
-        pair = rule.scores([text], [retrieved], [generated])
-        scores = {"retrieved": float(pair[0, 0]), "generated": float(pair[0, 1])}
-        decision = "retrieve" if retrieval_wins(pair)[0] else "generate"
+        pair, wins, readable = choose(rule, [text], [retrieved], [generated])
+        decision = "retrieve" if wins[0] else "generate"
+        if readable[0]:
+            scores = {"retrieved": float(pair[0, 0]), "generated": float(pair[0, 1])}
+        else:
+            notes += [unknown_prompt_warning(text, 0.0), f"cannot judge this prompt ({rule.name} needs known words): fell back to generation"]
     t3 = time.perf_counter()
     return Answer(text, backend.name, rule.name, retrieved, generated, scores, rule.score_name, decision,
                   {"retrieve": t1 - t0, "generate": t2 - t1, "decide": t3 - t2, "total": t3 - t0}, notes)
