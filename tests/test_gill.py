@@ -130,14 +130,19 @@ def test_saved_weights_load_back_through_the_zoo_entry(trained, deps, tmp_path):
     assert "text_llm" in ZOO["gill"].needs and ZOO["gill"].runs_with_needs
 
 
-def test_the_optional_gill_model_has_floors_once_built():
+def test_gill_is_part_of_the_default_zoo_and_has_floors(monkeypatch):
+    from dataclasses import replace
+
     from tigerlib.zoo import ZOO, below_floors, build_command
 
-    assert ZOO["gill"].optional and build_command(ZOO["gill"]) == "tiger zoo build --only gill"
-    status = {"models": {n: {"built": False} for n in ZOO}}
-    assert not any(m.startswith("gill ") for m in below_floors(status))
-    status["models"]["gill"] = {"built": True, "metrics": {"common_judge_ratio": 0.1}}
+    assert not ZOO["gill"].optional and build_command(ZOO["gill"]) == "tiger zoo build"
+    status = {"models": {n: {"built": True, "metrics": {}} for n in ZOO}}
+    status["models"]["gill"]["metrics"] = {"common_judge_ratio": 0.1}
     assert any(m.startswith("gill common_judge_ratio=0.1") for m in below_floors(status))
+    monkeypatch.setitem(ZOO, "gill", replace(ZOO["gill"], optional=True))  # an optional model's floors count once built
+    status["models"]["gill"] = {"built": False}
+    assert not any(m.startswith("gill ") for m in below_floors(status))
+    assert build_command(ZOO["gill"]) == "tiger zoo build --only gill"
 
 
 def test_out_of_world_prompts_use_words_no_training_caption_has(tiny_world):

@@ -168,9 +168,6 @@ ZOO["gill"] = ZooModel(
     runs_with_needs=True,  # GILL runs the frozen LLM, the dual encoder and the diffusion model it was trained with
     sources=("tigerlib.methods.gill", "tigerlib.methods.gill_mapper", "training"),
     seconds=GILL_SECONDS,
-    # Optional for now: its ~4.5 min build and notebook 04's ~3 min under nbval do not fit the 90-minute CI
-    # budget yet; `tiger zoo build --only gill` builds it.
-    optional=True,
 )
 
 

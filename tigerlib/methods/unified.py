@@ -308,7 +308,7 @@ def make_rule(rule: str, zoo: dict, classifier: DecisionClassifier | None = None
         raise TigerError(f"unknown rule {rule!r}: use one of {', '.join(RULES)}")
     if rule == "classifier":
         if zoo.get("gill") is None or classifier is None:
-            raise TigerError("the classifier rule needs GILL and a trained decision classifier: `tiger zoo build --only gill`, then train_decision_classifier")
+            raise TigerError("the classifier rule needs GILL and a trained decision classifier: `tiger zoo build`, then train_decision_classifier")
         return ClassifierRule(zoo["gill"], classifier)
     return LikelihoodRule(zoo["lmm"], zoo["visual_tokenizer"], rule, eta)
 
@@ -320,7 +320,7 @@ def make_backend(backend: str, zoo: dict, gallery_images, num_beams: int = 100) 
     need = {"tiger": ("lmm", "visual_tokenizer"), "gill": ("gill",), "agent": ("dual_encoder", "diffusion")}[backend]
     missing = [n for n in need if zoo.get(n) is None]
     if missing:
-        raise TigerError(f"the {backend} backend needs {', '.join(missing)}: build it with `tiger zoo build{' --only gill' if backend == 'gill' else ''}`")
+        raise TigerError(f"the {backend} backend needs {', '.join(missing)}: build it with `tiger zoo build`")
     if backend == "tiger":
         return tiger_backend(zoo["lmm"], zoo["visual_tokenizer"], gallery_images, num_beams)
     if backend == "gill":
