@@ -174,7 +174,7 @@ def test_unknown_backends_and_rules_list_the_choices(lmm, vq, tiny_world):
         make_rule("vote", zoo)
     with pytest.raises(TigerError, match="needs gill"):
         make_backend("gill", zoo, tiny_world.gallery.images)
-    with pytest.raises(TigerError, match="zoo build --only gill"):
+    with pytest.raises(TigerError, match="needs GILL.*tiger zoo build"):
         make_rule("classifier", zoo)
     with pytest.raises(TigerError, match="must be a Backend"):
         answer("a red circle", "tiger", FixedRule(1, 0))

@@ -299,3 +299,13 @@ def test_a_stale_checkpoint_is_refused_on_load(settings, tiny_world, monkeypatch
     monkeypatch.setattr(zoo, "recipe_hash", lambda entry: "another")
     with pytest.raises(TigerError, match="training code changed.*tiger zoo build"):
         load_zoo_model(settings, "judge")
+
+
+def test_only_builds_every_model_it_needs_transitively():
+    from tigerlib.zoo import ZOO, with_needs
+
+    assert with_needs(["gill"]) == ["judge", "dual_encoder", "visual_tokenizer", "diffusion", "text_llm", "gill"]  # the VQ: the diffusion model's
+    assert {"judge", "dual_encoder", "visual_tokenizer", "lmm"} <= set(with_needs(["grace_atomic"]))
+    for name in ZOO:  # build order: each model after everything it needs
+        order = with_needs([name])
+        assert order[-1] == name and all(order.index(d) < order.index(name) for d in ZOO[name].needs)

@@ -32,10 +32,14 @@ def run_demo(settings: Settings) -> dict:
         for t in texts:
             print(f"  {t}")
 
-    status = build_zoo(settings, world=world)
+    status = build_zoo(settings, world=world, only=["dual_encoder", "visual_tokenizer", "lmm", "diffusion"])  # what the tour uses
     print("\nmodel zoo:")
     for name, m in status["models"].items():
-        print(f"  {name:<17} {m['train_seconds']}s  {m['metrics']}")
+        if m["built"]:
+            print(f"  {name:<17} {m['train_seconds']}s  {m['metrics']}")
+    rest = [n for n, m in status["models"].items() if not m["built"]]
+    if rest:
+        print(f"  not built yet (the tour does not use them; `tiger zoo build` trains them): {', '.join(rest)}")
     encoder, tokenizer = load_dual_encoder(settings), load_visual_tokenizer(settings)
     save(reconstructions(tokenizer, world.val.images[:8]), "reconstructions")
 
@@ -87,9 +91,8 @@ def demo_models(settings: Settings, backend: str, world) -> dict:
     likelihood rules score with."""
     from .zoo import build_zoo, load_dual_encoder, load_gill, load_lmm, load_text_to_image, load_visual_tokenizer
 
-    build_zoo(settings, world=world)
-    if backend == "gill":
-        build_zoo(settings, world=world, only=["gill"])
+    needs = {"tiger": [], "agent": ["dual_encoder", "diffusion"], "gill": ["gill"]}[backend]
+    build_zoo(settings, world=world, only=["lmm", "visual_tokenizer", *needs])  # only what this backend and the rules use
     zoo = {"lmm": load_lmm(settings), "visual_tokenizer": load_visual_tokenizer(settings)}
     if backend == "agent":
         zoo.update(dual_encoder=load_dual_encoder(settings), diffusion=load_text_to_image(settings))

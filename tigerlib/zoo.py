@@ -262,6 +262,17 @@ def _entry(name: str) -> ZooModel:
     return ZOO[name]
 
 
+def with_needs(names) -> list[str]:
+    """``names`` and everything they need, transitively, in build order (ZOO lists each model after its needs)."""
+    out, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name not in out:
+            out.add(name)
+            todo += ZOO[name].needs
+    return [n for n in ZOO if n in out]
+
+
 def build_zoo(settings: Settings, only: list[str] | None = None, force: bool = False, configs: dict[str, Any] | None = None, world=None) -> dict:
     """Train every missing or stale model (or those in ``only``, with their dependencies), evaluate
     it and save it. Returns the status object. ``configs`` overrides a model's config (tests use
@@ -273,7 +284,7 @@ def build_zoo(settings: Settings, only: list[str] | None = None, force: bool = F
     skipped = [n for n in ZOO if n not in wanted and ZOO[n].optional]
     if skipped and not only:
         info("zoo: optional, not built by default: " + ", ".join(f"{n} ({build_command(ZOO[n])}, ~{ZOO[n].seconds / 60:.1f} min)" for n in skipped))
-    order = [n for n in ZOO if n in wanted or any(n in ZOO[w].needs for w in wanted)]
+    order = with_needs(wanted)
     world = world or build_world(settings.data_dir, settings.world_config())
     configs = configs or {}
     plan = []
@@ -494,7 +505,7 @@ def bench_zoo(settings: Settings, steps: int = 20, only: list[str] | None = None
     names = [n for n in ZOO if n != "text_llm" and (n in only if only else not ZOO[n].optional)]
     made: dict[str, Any] = {}
     out: dict[str, Any] = {"steps": steps, "threads": torch.get_num_threads(), "models": {}}
-    for name in [n for n in ZOO if n in names or any(n in ZOO[m].needs for m in names)]:
+    for name in with_needs(names):
         entry = ZOO[name]
         deps = {d: made[d] for d in entry.needs}
         if name not in names:
