@@ -51,6 +51,88 @@ def test_mapper_shapes_at_both_scales():
         m(torch.randn(3, 8, 31), torch.randn(3, 8, 31))
 
 
+def test_the_full_scale_mapper_runs_at_the_papers_shapes():
+    """OPT-6.7B's [IMG] states [n, 8, 4096] -> Stable Diffusion v1.5's conditioning [n, 77, 768]."""
+    torch.manual_seed(0)
+    m = GILLMapper(FULL_MAPPER)
+    x = torch.randn(1, FULL_MAPPER.img_tokens, FULL_MAPPER.llm_width)
+    with torch.no_grad():
+        assert m(x, x).shape == (1, 77, 768)
+    assert m.transformer.encoder.layers[0].self_attn.num_heads == 4 and m.project_in.out_features == 512
+
+
+def test_a_short_run_lowers_each_loss(tiny_world, deps):
+    from dataclasses import replace
+
+    config = replace(TINY_GILL, captions=64, joint_steps=16, mapper_steps=60, caption_steps=16, warmup=3, decay=10, lr=1e-2)
+    _, stats = train_gill(tiny_world, config, 0, "cpu", deps)
+    for name, curve in stats["loss_curves"].items():
+        if name in ("l2", "nce"):  # the joint stage's batches are smaller (InfoNCE has fewer negatives): the mapper stage alone
+            curve = curve[-config.mapper_steps :]
+        assert len(curve) >= 16 and np.mean(curve[-4:]) < np.mean(curve[:4]), (name, curve[:4], curve[-4:])
+
+
+def test_a_model_for_other_widths_is_refused_naming_both(trained, deps):
+    from dataclasses import replace
+
+    from tigerlib.methods.gill import GILLModule
+
+    gill = trained[0]
+    s = gill.shapes
+    for shapes, words in (({**s, "out_width": s["out_width"] + 8}, "diffusion"), ({**s, "image_dim": s["image_dim"] + 8}, "dual encoder"),
+                          ({**s, "llm_width": s["llm_width"] + 8}, "LLM")):
+        module = GILLModule(TINY_GILL, shapes["llm_width"], shapes["image_dim"], shapes["queries"], shapes["out_width"])
+        with pytest.raises(TigerError, match=words) as err:
+            GILL(module, deps["text_llm"], deps["dual_encoder"], deps["diffusion"], TINY_GILL)
+        assert "rebuild" in str(err.value)
+    assert replace(TINY_GILL) == TINY_GILL
+
+
+def test_an_overlong_prompt_is_cut_with_a_warning(trained):
+    gill = trained[0]
+    long = " ".join(["a red circle on a black background"] * 60)
+    with pytest.warns(UserWarning, match="cut to their last"):
+        emb = gill.prompt_embeds([long, "a red circle"])
+    assert emb.shape[0] == 2 and torch.isfinite(emb).all()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a prompt that fits is not cut and says nothing
+        gill.prompt_embeds([long[-150:]])
+
+
+def test_image_input_of_any_mode_and_size(trained, tiny_world):
+    from PIL import Image
+
+    gill = trained[0]
+    rgb = tiny_world.gallery.images[0]
+    grey, rgba = rgb.mean(-1).astype(np.uint8), np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], -1)
+    for image in (grey, rgba, Image.fromarray(rgb).resize((48, 48)), rgb.astype(np.float32) / 255):
+        assert len(gill.caption(image, max_new_tokens=2)) == 1
+        assert isinstance(gill.answer([image, "describe"], max_new_tokens=2), str)
+    with pytest.raises(TigerError, match="expected HxWx3"):
+        gill.caption(np.zeros(7, np.uint8))
+
+
+def test_the_study_has_the_issues_json_shape(trained, tiny_world):
+    import json
+
+    from tigerlib.evaluation.gill_eval import evaluate_gill, findings
+    from tigerlib.models.judge import TINY_JUDGE, AttributeJudge
+
+    gill = trained[0]
+    result = evaluate_gill(gill, tiny_world, AttributeJudge.create(TINY_JUDGE), n_prompts=4, n_queries=3, manifest={"train_seconds": 1.5})
+    assert set(result["generation"]) == {"common", "creative", "paraphrase"}
+    for r in result["generation"].values():
+        for path in ("mapped", "direct"):
+            assert {"judge_all", "judge_per_attribute", "clip_t"} <= set(r[path])
+    for kind in ("knowledge", "common"):
+        assert {m: set(v) >= {"r1", "r5", "r10"} for m, v in result["retrieval"][kind].items()} == {"gill": True, "dense": True}
+    assert {"shape_and_color", "shape", "color"} <= set(result["captioning"]) and result["train_seconds"] == 1.5
+    json.dumps(result)
+    assert len(findings(result)) == 7
+
+
 def test_only_the_new_parameters_train_and_the_llm_stays_bit_identical(trained, deps):
     gill, stats, before = trained
     after = deps["text_llm"].model.state_dict()

@@ -1,10 +1,12 @@
 """``tiger eval gill``: GILL on the mini world, next to the diffusion model conditioned directly.
 
-- **generation**: for held-out common prompts (validation scenes), creative prompts and prompts in
-  words the world never uses (``tigerlib.data.out_of_world``), one image per prompt through the
+- **generation**: for held-out common prompts (validation scenes), creative prompts and
+  ``paraphrase`` prompts phrased in words and sentences the world never uses
+  (``tigerlib.data.out_of_world``: "scarlet", "a ball", chatty requests), one image per prompt through the
   mapper (GILL) and one through the diffusion model's own text encoder (direct), same seed; the
   judge's all-attributes and per-attribute accuracy and CLIP-T (the dual encoder) of each path;
-- **retrieval**: the retrieval head's R@1/5/10 on knowledge and common queries next to dense;
+- **retrieval**: the retrieval head's R@1/5/10 on knowledge and common queries next to dense
+  (``retrieval.<kind>.gill`` and ``retrieval.<kind>.dense``);
 - **image input**: the share of captions the LLM writes for validation images that name the
   image's shape and colour in the world's words.
 """
@@ -16,21 +18,22 @@ from ..data import world as W
 from ..data.out_of_world import out_of_world_prompts
 from ..models.vocabulary import words
 from .judging import judge_images
-from .retrieval import retrieval_metrics
+from .retrieval import KINDS, retrieval_metrics
 from .zoo_metrics import evaluation_prompts
 
-SETS = ("common", "creative", "out_of_world")
+SETS = ("common", "creative", "paraphrase")
 
 
 def prompt_sets(world, n: int = 100) -> dict[str, tuple[list[str], dict[str, np.ndarray]]]:
-    """Prompts with their ground truth: held-out common scenes, creative ones, out-of-world words."""
+    """Prompts with their ground truth: held-out common scenes, creative ones, and paraphrases in
+    words the world never uses (50 to 60 of them; no training ever sees them)."""
     base = evaluation_prompts(world, n)
-    return {"common": base["common"], "creative": base["creative"], "out_of_world": out_of_world_prompts(world, max(50, min(n, 60)))}
+    return {"common": base["common"], "creative": base["creative"], "paraphrase": out_of_world_prompts(world, max(50, min(n, 60)))}
 
 
 def _judged(judge, dual_encoder, prompts, images, truth) -> dict:
     acc = judge_images(judge, images, truth)
-    return {"judge_all": acc["all"], "judge": {k: acc[k] for k in W.ATTRIBUTES}, "clip_t": round(float(dual_encoder.clip_score(prompts, images).mean()), 4)}
+    return {"judge_all": acc["all"], "judge_per_attribute": {k: acc[k] for k in W.ATTRIBUTES}, "clip_t": round(float(dual_encoder.clip_score(prompts, images).mean()), 4)}
 
 
 def generation_metrics(gill, judge, prompts: list[str], truth: dict, seed: int = 0) -> dict:
@@ -88,9 +91,11 @@ def evaluate_gill(gill, world, judge, n_prompts: int = 100, n_queries: int | Non
 
     out: dict = {"generation": {name: generation_metrics(gill, judge, p, t, seed) for name, (p, t) in prompt_sets(world, n_prompts).items()}}
     reading = judge.read(world.gallery.images)
-    out["retrieval"] = retrieval_metrics(gill.retriever(world.gallery.images), world.queries, reading, n_queries)
-    out["dense"] = retrieval_metrics(DenseRetriever(gill.dual_encoder, world.gallery.images), world.queries, reading, n_queries)
-    out["retrieval_ratio"] = {k: round(out["retrieval"][k]["r1"] / out["dense"][k]["r1"], 4) if out["dense"][k]["r1"] else None for k in ("knowledge", "common")}
+    ret = {"gill": retrieval_metrics(gill.retriever(world.gallery.images), world.queries, reading, n_queries),
+           "dense": retrieval_metrics(DenseRetriever(gill.dual_encoder, world.gallery.images), world.queries, reading, n_queries)}
+    out["retrieval"] = {k: {m: {**r[k], "judge_top1_accuracy": r["judge_top1_accuracy"][k]} for m, r in ret.items()} for k in KINDS}
+    out["retrieval"]["ms_per_query"] = {m: r["ms_per_query"] for m, r in ret.items()}
+    out["retrieval_ratio"] = {k: round(ret["gill"][k]["r1"] / ret["dense"][k]["r1"], 4) if ret["dense"][k]["r1"] else None for k in KINDS}
     images, attrs = _val_scenes(world, n_prompts)
     out["captioning"] = caption_accuracy(gill, images, attrs)
     out["trained_parameters"] = gill.trained_parameters
@@ -107,10 +112,11 @@ def findings(result: dict) -> list[str]:
         r = g[name]
         lines.append(f"{name} prompts: mapped {r['mapped']['judge_all']:.2f} vs direct {r['direct']['judge_all']:.2f} all attributes right "
                      f"(ratio {r['judge_all_ratio']}), CLIP-T {r['mapped']['clip_t']:.3f} vs {r['direct']['clip_t']:.3f}")
-    o = g["out_of_world"]
+    o = g["paraphrase"]
     winner = "the mapped path (the pretrained LLM)" if o["mapped"]["judge_all"] > o["direct"]["judge_all"] else "direct conditioning"
     lines.append(f"on words the world never uses, {winner} draws more prompts right")
     for k in ("knowledge", "common"):
-        lines.append(f"{k} retrieval: GILL's head R@1 {result['retrieval'][k]['r1']:.2f} vs dense {result['dense'][k]['r1']:.2f}")
+        r = result["retrieval"][k]
+        lines.append(f"{k} retrieval: GILL's head R@1 {r['gill']['r1']:.2f} vs dense {r['dense']['r1']:.2f}")
     lines.append(f"captions naming shape and colour right: {result['captioning']['shape_and_color']:.2f}")
     return lines

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.dataset import as_uint8_images
 from ..errors import TigerError
 from ..models.training import Phases, warmup_stable_decay
 from ..models.vocabulary import known_word_shares
@@ -117,6 +119,12 @@ class GILL:
         self.embedding_norm = float(table.detach().norm(dim=1).mean())  # visual embeddings get the LLM's typical token norm
         if module.img_embeddings.shape[1] != width:
             raise TigerError(f"this GILL model was trained on an LLM {module.img_embeddings.shape[1]} wide, the loaded one is {width}: rebuild it (`tiger zoo build`)")
+        cond = tuple(t2i.encode_prompt([""]).shape[1:])
+        mapped = (module.mapper.config.queries, module.mapper.config.out_width)
+        if mapped != cond:
+            raise TigerError(f"this GILL mapper writes conditioning of shape {list(mapped)} (queries, width), the loaded diffusion model reads {list(cond)}: rebuild GILL (`tiger zoo build`)")
+        if module.image_head.in_features != dual_encoder.embed_dim:
+            raise TigerError(f"this GILL model reads image features {module.image_head.in_features} wide, the loaded dual encoder gives {dual_encoder.embed_dim}: rebuild GILL (`tiger zoo build`)")
 
     @property
     def shapes(self) -> dict:
@@ -149,9 +157,15 @@ class GILL:
 
     # -- the LLM side ---------------------------------------------------------------------------
     def _prompt_ids(self, prompts: list[str]) -> list[list[int]]:
-        tok = self.llm.tokenizer
-        ids = [tok(p, add_special_tokens=False).input_ids[-self.config.max_prompt_tokens :] for p in prompts]
-        return [i if i else [tok.eos_token_id] for i in ids]  # an empty prompt still has one token
+        """Token ids of each prompt; a prompt longer than ``max_prompt_tokens`` keeps its end (the
+        [IMG] tokens must fit behind it), with a warning."""
+        tok, room = self.llm.tokenizer, self.config.max_prompt_tokens
+        ids = [tok(p, add_special_tokens=False).input_ids for p in prompts]
+        cut = [len(i) for i in ids if len(i) > room]
+        if cut:
+            warnings.warn(f"{len(cut)} prompt(s) longer than GILL's {room} tokens (up to {max(cut)}) were cut to their last {room} tokens "
+                          f"to leave room for the [IMG] tokens; shorten the prompt to keep its beginning", stacklevel=3)
+        return [i[-room:] if i else [tok.eos_token_id] for i in ids]  # an empty prompt still has one token
 
     def _with_img_tokens(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Left-padded prompt embeddings followed by the [IMG] embeddings: (inputs_embeds
@@ -240,7 +254,9 @@ class GILL:
 
     @torch.no_grad()
     def caption(self, images, max_new_tokens: int = 16, batch_size: int = 64) -> list[str]:
-        """Greedy captions the frozen LLM writes after reading each image's visual embeddings."""
+        """Greedy captions the frozen LLM writes after reading each image's visual embeddings
+        (any size or mode: grey, RGBA and PIL images are converted)."""
+        images = as_uint8_images(images)
         out: list[str] = []
         for i in range(0, len(images), batch_size):
             out += self._continue(self.visual_embeddings(images[i : i + batch_size]), max_new_tokens)
@@ -257,8 +273,7 @@ class GILL:
                 ids = torch.tensor([tok(part, add_special_tokens=False).input_ids], device=self.device)
                 pieces.append(self.llm.model.get_input_embeddings()(ids))
             else:
-                image = np.asarray(part)
-                pieces.append(self.visual_embeddings(image[None] if image.ndim == 3 else image).flatten(0, 1)[None])
+                pieces.append(self.visual_embeddings(as_uint8_images(part)).flatten(0, 1)[None])
         if not pieces:
             raise TigerError("answer() needs at least one image or text")
         return self._continue(torch.cat(pieces, 1), max_new_tokens)[0]
