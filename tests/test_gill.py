@@ -1,5 +1,7 @@
 """GILL on tiny models: a tiny random Llama stands in for the frozen LLM (the real SmolLM2 is
 tested in test_text_llm.py), the tiny dual encoder and diffusion model for theirs."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -91,8 +93,6 @@ def test_an_overlong_prompt_is_cut_with_a_warning(trained):
     with pytest.warns(UserWarning, match="cut to their last"):
         emb = gill.prompt_embeds([long, "a red circle"])
     assert emb.shape[0] == 2 and torch.isfinite(emb).all()
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a prompt that fits is not cut and says nothing
         gill.prompt_embeds([long[-150:]])
