@@ -1,13 +1,15 @@
 """The unified system (retrieve or generate) on tiny models: the rules on hand-made scores, the
 answer's shape for each backend, the classifier, and every bad input the issue names."""
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from tigerlib.errors import TigerError
 from tigerlib.methods.unified import (
-    BACKENDS, RULES, Answer, Backend, Candidate, ClassifierRule, LikelihoodRule, agent_backend, answer, make_backend, retrieval_wins, make_rule,
-    tiger_backend, train_decision_classifier,
+    BACKENDS, RULES, Answer, Backend, Candidate, ClassifierGalleryRule, ClassifierRule, LikelihoodRule, agent_backend, answer, fit_gallery_check,
+    make_backend, retrieval_wins, make_rule, tiger_backend, train_decision_classifier,
 )
 from tigerlib.models.diffusion import TINY_DIFFUSION, LatentDiffusion
 from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
@@ -127,7 +129,47 @@ def test_classifier_labels_are_checked():
     with pytest.raises(TigerError, match="one label per prompt"):
         train_decision_classifier(FakeGILL(), ["a", "b"], ["retrieve", "maybe"])
     with pytest.raises(TigerError, match="both labels"):
-        train_decision_classifier(FakeGILL(), ["a", "b"], ["retrieve", "retrieve"])
+        train_decision_classifier(FakeGILL(), ["a", "b", "c"], ["retrieve", "retrieve", "either"])
+
+
+class FakeEncoder:
+    """Gallery images embed to the unit axes; a prompt "scene k" sits at cosine 0.9 to image k,
+    any other prompt at cosine 0.5 to every image."""
+
+    def encode_images(self, images, batch_size=512):
+        return torch.eye(4)[: len(images)]
+
+    def encode_text(self, prompts):
+        rows = []
+        for p in prompts:
+            if p.startswith("scene"):
+                v = torch.full((4,), 0.1)
+                v[int(p.split()[1])] = 0.9
+            else:
+                v = torch.full((4,), 0.5)
+            rows.append(v / v.norm())
+        return torch.stack(rows)
+
+
+def test_the_gallery_check_learns_its_threshold_and_lifts_held_scenes_to_retrieval():
+    gallery = np.zeros((4, 2, 2, 3), np.uint8)
+    prompts = [f"scene {k}" for k in range(4)] + [f"a new shape {i}" for i in range(4)] + [f"the flag of entity {i}" for i in range(4)]
+    labels = ["either"] * 4 + ["generate"] * 4 + ["retrieve"] * 4
+    check, stats = fit_gallery_check(FakeEncoder(), gallery, prompts[:8], labels[:8])
+    cos = check.best_cosine(prompts[:8])
+    assert stats["train_accuracy"] == 1.0 and cos[4:].max() < check.threshold < cos[:4].min()
+    assert check.holds(["scene 2", "a new shape"]).tolist() == [True, False]
+    clf, _ = train_decision_classifier(FakeGILL(), prompts, labels)  # "either" prompts are skipped
+    rule = ClassifierGalleryRule(FakeGILL(), clf, check)
+    wins = retrieval_wins(rule.scores(["scene 1", "a new shape 9", "the flag of entity 9"]))
+    assert wins.tolist() == [True, False, True]  # the classifier alone would generate the held scene
+    assert ClassifierRule(FakeGILL(), clf).scores(["scene 1"])[0, 0] < 0.5
+    with pytest.raises(TigerError, match="prompts the gallery answers"):
+        fit_gallery_check(FakeEncoder(), gallery, prompts[4:8], labels[4:8])
+    with pytest.raises(TigerError, match="gallery is empty"):
+        fit_gallery_check(FakeEncoder(), gallery[:0], prompts[:8], labels[:8])
+    with pytest.raises(TigerError, match="needs a gallery check"):
+        make_rule("classifier+gallery", {"gill": FakeGILL()}, clf)
 
 
 # -- bad input --------------------------------------------------------------------------------------
@@ -170,7 +212,7 @@ def test_unknown_backends_and_rules_list_the_choices(lmm, vq, tiny_world):
     zoo = {"lmm": lmm, "visual_tokenizer": vq}
     with pytest.raises(TigerError, match=", ".join(BACKENDS)):
         make_backend("dalle", zoo, tiny_world.gallery.images)
-    with pytest.raises(TigerError, match=", ".join(RULES)):
+    with pytest.raises(TigerError, match=re.escape(", ".join(RULES))):
         make_rule("vote", zoo)
     with pytest.raises(TigerError, match="needs gill"):
         make_backend("gill", zoo, tiny_world.gallery.images)
@@ -201,7 +243,7 @@ def test_the_classifier_never_trains_on_evaluation_prompts(tiny_world):
     from tigerlib.evaluation.unified_bench import bench_split
 
     evaluation, (train, labels) = bench_split(tiny_world, n=2)
-    assert train and set(labels) == {"retrieve", "generate"}
+    assert train and set(labels) == {"retrieve", "generate", "either"}
     evaluated = {t for q in evaluation.values() for t in q.texts}
     assert not evaluated & set(train)
     kind_of = {t: k for k in evaluation for t in tiny_world.queries.subset(k).texts}

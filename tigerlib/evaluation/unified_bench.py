@@ -14,7 +14,7 @@ knowledge), CLIP-T (prompt vs chosen, dual encoder, x100), CLIP-I (chosen vs the
 image the world rendered for the prompt, x100), the share answered by retrieval, and decision
 accuracy against the gold labels (knowledge and creative; for common scenes either is right, so
 only the split is reported). The classifier rule trains on knowledge and creative queries that
-the evaluation never uses (:func:`bench_split`)."""
+the evaluation never uses (:func:`bench_split`), its gallery check on the creative and common ones."""
 from __future__ import annotations
 
 import time
@@ -24,16 +24,18 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import Queries
 from ..errors import TigerError
-from ..methods.unified import BACKENDS, Backend, Candidate, ClassifierRule, LikelihoodRule, choose, train_decision_classifier
+from ..methods.unified import (BACKENDS, Backend, Candidate, ClassifierGalleryRule, ClassifierRule, LikelihoodRule, choose, fit_gallery_check,
+                               train_decision_classifier)
 from .judging import judged_right, pick
 
 DOMAINS = ("knowledge", "creative", "common")
 
 
 def bench_split(world, n: int = 50) -> tuple[dict[str, Queries], tuple[list[str], list[str]]]:
-    """The first ``n`` queries of each domain for evaluation; the classifier's training prompts
-    and gold labels from the labelled queries after them (never evaluated). Labels are the
-    world's (``Queries.label``): retrieve, generate, or either (not a training example)."""
+    """The first ``n`` queries of each domain for evaluation; training prompts and gold labels
+    from the ``n`` queries after them (never evaluated). Labels are the world's
+    (``Queries.label``): retrieve, generate, or either (common scenes: the classifier skips
+    them, the gallery check learns from them)."""
     if n < 1:
         raise TigerError(f"n={n}: the benchmark needs at least one prompt per domain")
     evaluation, train_prompts, labels = {}, [], []
@@ -43,7 +45,7 @@ def bench_split(world, n: int = 50) -> tuple[dict[str, Queries], tuple[list[str]
             raise TigerError(f"the world has no {domain} queries: rebuild it (`tiger world build --force`)")
         evaluation[domain] = q.subset(np.arange(min(n, len(q))))
         rest = np.arange(len(evaluation[domain]), min(len(q), len(evaluation[domain]) + n))
-        keep = [int(i) for i in rest if q.label[i] in ("retrieve", "generate")]
+        keep = [int(i) for i in rest if q.label[i] in ("retrieve", "generate", "either")]
         train_prompts += [q.texts[i] for i in keep]
         labels += [str(q.label[i]) for i in keep]
     return evaluation, (train_prompts, labels)
@@ -115,10 +117,13 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
     rules = {}
     if lmm is not None and visual_tokenizer is not None:
         rules.update({d: LikelihoodRule(lmm, visual_tokenizer, d, eta) for d in ("forward", "reverse")})
-    classifier_stats = None
+    classifier_stats = check_stats = None
     if gill is not None:
         clf, classifier_stats = train_decision_classifier(gill, train_prompts, labels, seed=seed)
         rules["classifier"] = ClassifierRule(gill, clf)
+        scenes = [i for i, v in enumerate(labels) if v != "retrieve"]  # the prompts the classifier leaves to the check
+        check, check_stats = fit_gallery_check(dual_encoder, world.gallery.images, [train_prompts[i] for i in scenes], [labels[i] for i in scenes])
+        rules["classifier+gallery"] = ClassifierGalleryRule(gill, clf, check)
     seconds: dict[str, float] = {}
     rows: list[dict] = []
     records: list[dict] = []
@@ -164,20 +169,19 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
         ret = judged(cands)
         rows += _all_domains(gold, f"retrieval only ({name})", None, None, {d: np.ones(len(cands[d]), bool) for d in DOMAINS}, {d: (ret[d], None) for d in DOMAINS})
         seconds[name] = round(time.perf_counter() - t, 1)
-    out = {"rows": rows, "n_prompts": {d: len(evaluation[d]) for d in DOMAINS}, "classifier": classifier_stats,
+    out = {"rows": rows, "n_prompts": {d: len(evaluation[d]) for d in DOMAINS}, "classifier": classifier_stats, "gallery_check": check_stats,
            "classifier_training_prompts": len(train_prompts), "seconds": {**seconds, "total": round(time.perf_counter() - t0, 1)}}
     return {**out, "records": records} if keep else out
 
 
 def best_rows(result: dict, domain: str = "all") -> dict[str, dict]:
-    """Per backend, its best unified row (by decision accuracy over the labelled prompts, then the
-    judge) in ``domain``."""
+    """Per backend, its best unified row in ``domain``: the most chosen images the judge finds
+    right (what a person sees), then decision accuracy over the labelled prompts."""
     out: dict[str, dict] = {}
     unified = [r for r in result["rows"] if r["domain"] == domain and r["rule"] not in (None, "oracle")]
+    key = lambda r: (r["judge_accuracy"], r["decision_accuracy"] or 0)  # noqa: E731
     for r in unified:
-        key = (r["decision_accuracy"] or 0, r["judge_accuracy"])
-        best = out.get(r["backend"])
-        if best is None or key > (best["decision_accuracy"] or 0, best["judge_accuracy"]):
+        if r["backend"] not in out or key(r) > key(out[r["backend"]]):
             out[r["backend"]] = r
     return out
 

@@ -10,12 +10,15 @@ Backends:
 - ``gill``: GILL's retrieval head retrieves, its mapper + the diffusion model generate;
 - ``agent``: the paper's baseline, two separate tools: dense retrieval and direct diffusion.
 
-Rules (TIGeR's two likelihood scores, GILL's classifier):
+Rules (TIGeR's two likelihood scores, GILL's classifier, and that classifier with a gallery check):
 
 - ``forward``: PMI of each image's visual tokens, log p(Y|X) - eta log p(Y), as TIGeR's released code;
 - ``reverse``: log p(X|Y), the prompt's likelihood given each image, TIGeR's best setting;
 - ``classifier``: a logistic regression on GILL's [IMG0] hidden state of the prompt, trained on
-  gold labels (knowledge -> retrieve, creative -> generate) of training prompts.
+  gold labels (knowledge -> retrieve, creative -> generate) of training prompts;
+- ``classifier+gallery``: the classifier, or the gallery already holds the scene (the dual
+  encoder's best cosine over the gallery above a threshold learned from training prompts). The
+  classifier reads only the prompt, so it cannot know which scenes a gallery happens to hold.
 
 The likelihood rules score any image through the zoo's LMM (images from a backend without visual
 tokens are tokenized first); ties go to retrieval, a real image.
@@ -36,7 +39,7 @@ from .dense import DenseRetriever
 from .tiger import TIGeR
 
 BACKENDS = ("tiger", "gill", "agent")
-RULES = ("forward", "reverse", "classifier")
+RULES = ("forward", "reverse", "classifier", "classifier+gallery")
 DECISIONS = ("retrieve", "generate")
 MAX_PROMPT_CHARS = 400  # longer prompts are cut (and the answer says so): every model here has a short context
 
@@ -202,10 +205,11 @@ class DecisionClassifier(nn.Module):
 
 def train_decision_classifier(gill, prompts: list[str], labels, steps: int = 300, lr: float = 0.05, weight_decay: float = 1e-2, seed: int = 0) -> tuple[DecisionClassifier, dict]:
     """Fit :class:`DecisionClassifier` on (prompt, label) pairs, label "retrieve" or "generate"
-    (GILL trained its classifier on annotated PartiPrompts; here the gold labels of the mini world)."""
-    y = torch.tensor([DECISIONS.index(str(v)) == 0 for v in labels], dtype=torch.float32) if all(v in DECISIONS for v in labels) else None
-    if y is None or len(prompts) != len(y):
-        raise TigerError(f"need one label per prompt, each one of {DECISIONS}; got {len(prompts)} prompts and labels {sorted(set(map(str, labels)))[:5]}")
+    (GILL trained its classifier on annotated PartiPrompts; here the gold labels of the mini world).
+    Prompts labelled "either" (common scenes) are skipped: either answer is right for them."""
+    prompts, labels = _check_labels(prompts, labels)
+    keep = [i for i, v in enumerate(labels) if v in DECISIONS]
+    prompts, y = [prompts[i] for i in keep], torch.tensor([labels[i] == "retrieve" for i in keep], dtype=torch.float32)
     if len(set(y.tolist())) < 2:
         raise TigerError("the classifier needs prompts of both labels (retrieve and generate) to learn from")
     states = gill.img_states(prompts)[:, 0].float()
@@ -222,6 +226,48 @@ def train_decision_classifier(gill, prompts: list[str], labels, steps: int = 300
     with torch.no_grad():
         accuracy = float(((clf(states) > 0.5).float() == y).float().mean())
     return clf.eval(), {"train_accuracy": round(accuracy, 4), "final_loss": round(float(loss.detach()), 4), "n": len(y)}
+
+
+def _check_labels(prompts, labels) -> tuple[list[str], list[str]]:
+    prompts, labels = list(prompts), [str(v) for v in labels]
+    if len(prompts) != len(labels) or not set(labels) <= {*DECISIONS, "either"}:
+        raise TigerError(f"need one label per prompt, each one of {(*DECISIONS, 'either')}; got {len(prompts)} prompts and labels {sorted(set(labels))[:5]}")
+    return prompts, labels
+
+
+class GalleryCheck:
+    """Does the gallery already hold what the prompt asks for? The dual encoder's best cosine
+    between the prompt and any gallery image, against a threshold learned from labelled prompts."""
+
+    def __init__(self, dense: DenseRetriever, threshold: float):
+        self.dense, self.threshold = dense, float(threshold)
+
+    def best_cosine(self, prompts: list[str]) -> np.ndarray:
+        with torch.no_grad():
+            return self.dense.scores(list(prompts)).max(1).values.float().cpu().numpy()
+
+    def holds(self, prompts: list[str]) -> np.ndarray:
+        return self.best_cosine(prompts) >= self.threshold
+
+
+def fit_gallery_check(dual_encoder, gallery_images, prompts: list[str], labels) -> tuple[GalleryCheck, dict]:
+    """The threshold on the best gallery cosine that best separates, on training prompts, those
+    whose answer the gallery holds (labels retrieve, or either: a real image wins a tie) from
+    those that need a new image (generate); the middle of the best range of thresholds."""
+    prompts, labels = _check_labels(prompts, labels)
+    y = np.array([v != "generate" for v in labels])
+    if len(set(y.tolist())) < 2:
+        raise TigerError("the gallery check needs prompts the gallery answers (retrieve, either) and prompts it does not (generate)")
+    if not _has_images(gallery_images):
+        raise TigerError("the gallery is empty: there is nothing to check prompts against")
+    check = GalleryCheck(DenseRetriever(dual_encoder, gallery_images), 0.0)
+    cos = check.best_cosine(prompts)
+    values = np.unique(cos)
+    cuts = np.concatenate([[values[0] - 1e-6], (values[1:] + values[:-1]) / 2, [values[-1] + 1e-6]])
+    accuracy = np.array([np.mean((cos >= t) == y) for t in cuts])
+    best = cuts[accuracy == accuracy.max()]
+    check.threshold = float(np.median(best))
+    return check, {"threshold": round(check.threshold, 4), "train_accuracy": round(float(accuracy.max()), 4), "n": len(y)}
 
 
 class ClassifierRule:
@@ -243,6 +289,24 @@ class ClassifierRule:
         """[n, 2]: (p(retrieve), 1 - p(retrieve)) per prompt; the candidates are not looked at."""
         p = self.p_retrieve(list(prompts)).float().numpy()
         return np.stack([p, 1.0 - p], axis=1)
+
+
+class ClassifierGalleryRule(ClassifierRule):
+    """GILL's classifier, or the gallery check: retrieve when the prompt names something only a
+    gallery holds, or when the gallery holds the asked scene (either answer is right there, and a
+    real image wins a tie). The score is the larger of p(retrieve) and a soft gallery check."""
+
+    name, score_name = "classifier+gallery", "max(p(retrieve | [IMG0]), p(the gallery holds it))"
+
+    def __init__(self, gill, classifier: DecisionClassifier, check: GalleryCheck, temperature: float = 0.01):
+        super().__init__(gill, classifier)
+        self.check, self.temperature = check, float(temperature)
+
+    def scores(self, prompts: list[str], retrieved=None, generated=None) -> np.ndarray:
+        p = self.p_retrieve(list(prompts)).float().numpy()
+        held = 1.0 / (1.0 + np.exp(-(self.check.best_cosine(prompts) - self.check.threshold) / self.temperature))
+        q = np.maximum(p, held)
+        return np.stack([q, 1.0 - q], axis=1)
 
 
 def retrieval_wins(scores: np.ndarray) -> np.ndarray:
@@ -301,14 +365,19 @@ def answer(prompt: str, backend: Backend, rule, seed: int = 0) -> Answer:
                   {"retrieve": t1 - t0, "generate": t2 - t1, "decide": t3 - t2, "total": t3 - t0}, notes)
 
 
-def make_rule(rule: str, zoo: dict, classifier: DecisionClassifier | None = None, eta: float = 1.0):
+def make_rule(rule: str, zoo: dict, classifier: DecisionClassifier | None = None, eta: float = 1.0, gallery_check: GalleryCheck | None = None):
     """The rule named ``rule`` from loaded zoo models (``lmm`` and ``visual_tokenizer`` for the
-    likelihood rules; ``gill`` and a trained classifier for ``classifier``)."""
+    likelihood rules; ``gill`` and a trained classifier for ``classifier``, and a fitted gallery
+    check for ``classifier+gallery``)."""
     if rule not in RULES:
         raise TigerError(f"unknown rule {rule!r}: use one of {', '.join(RULES)}")
-    if rule == "classifier":
+    if rule.startswith("classifier"):
         if zoo.get("gill") is None or classifier is None:
-            raise TigerError("the classifier rule needs GILL and a trained decision classifier: `tiger zoo build`, then train_decision_classifier")
+            raise TigerError(f"the {rule} rule needs GILL and a trained decision classifier: `tiger zoo build`, then train_decision_classifier")
+        if rule == "classifier+gallery":
+            if gallery_check is None:
+                raise TigerError("the classifier+gallery rule needs a gallery check: fit_gallery_check(dual_encoder, gallery_images, prompts, labels)")
+            return ClassifierGalleryRule(zoo["gill"], classifier, gallery_check)
         return ClassifierRule(zoo["gill"], classifier)
     return LikelihoodRule(zoo["lmm"], zoo["visual_tokenizer"], rule, eta)
 
