@@ -301,3 +301,16 @@ def test_the_demo_answers_a_prompt_writes_its_figure_and_prints_the_decision(hom
     json.dumps(out)  # the --json answer object is plain JSON
     with pytest.raises(TigerError, match="tiger, gill, agent"):
         answer_prompt(settings, "a red circle", backend="dalle", world=tiny_world, zoo={"lmm": lmm, "visual_tokenizer": vq})
+
+
+def test_the_demo_trains_the_learned_rules_on_prompts_the_bench_never_evaluates(lmm, vq, tiny_world, capsys):
+    from tigerlib.demo import demo_rule
+    from tigerlib.evaluation.unified_bench import bench_split
+
+    torch.manual_seed(0)
+    zoo = {"gill": FakeGILL(), "dual_encoder": DualEncoder.create(TINY_DUAL_ENCODER), "lmm": lmm, "visual_tokenizer": vq}
+    rule = demo_rule("classifier+gallery", zoo, tiny_world)
+    assert isinstance(rule, ClassifierGalleryRule) and rule.check.threshold == rule.check.threshold  # fitted, not NaN
+    evaluated = {t for q in bench_split(tiny_world)[0].values() for t in q.texts}
+    assert "labelled prompts" in capsys.readouterr().err and evaluated  # it said what it trained on
+    assert isinstance(demo_rule("classifier", zoo, tiny_world), ClassifierRule) and demo_rule("reverse", zoo, tiny_world).name == "reverse"

@@ -265,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm = sub.add_parser("demo", help="build the world and the zoo if missing, then the tour; with a prompt: retrieve, generate and decide for it")
     dm.add_argument("prompt", nargs="?", default=None, help="what to answer (default: the tour, answering one prompt of each kind)")
     dm.add_argument("--backend", choices=["tiger", "gill", "agent"], default="tiger")
-    dm.add_argument("--rule", choices=["forward", "reverse"], default="reverse", help="TIGeR's decision score (the classifier is trained by `tiger eval bench`)")
+    dm.add_argument("--rule", choices=["forward", "reverse", "classifier", "classifier+gallery"], default="reverse",
+                    help="the decision: TIGeR's scores, or GILL's classifier (alone or with the gallery check; trained first, in seconds)")
     dm.add_argument("--json", action="store_true", help="print the answer object (with the figure's path)")
     dm.set_defaults(func=cmd_demo)
 

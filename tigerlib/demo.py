@@ -86,19 +86,38 @@ def run_demo(settings: Settings) -> dict:
     return {"world": summary, "zoo": status, "figures": figures, "answers": answers}
 
 
-def demo_models(settings: Settings, backend: str, world) -> dict:
-    """Build what ``backend`` needs if missing (with progress), then load it and the LMM the
-    likelihood rules score with."""
+def demo_models(settings: Settings, backend: str, world, rule: str = "reverse") -> dict:
+    """Build what ``backend`` and ``rule`` need if missing (with progress), then load them: the
+    LMM the likelihood rules score with, GILL and the dual encoder for the learned rules."""
     from .zoo import build_zoo, load_dual_encoder, load_gill, load_lmm, load_text_to_image, load_visual_tokenizer
 
-    needs = {"tiger": [], "agent": ["dual_encoder", "diffusion"], "gill": ["gill"]}[backend]
-    build_zoo(settings, world=world, only=["lmm", "visual_tokenizer", *needs])  # only what this backend and the rules use
+    needs = {"tiger": set(), "agent": {"dual_encoder", "diffusion"}, "gill": {"gill"}}[backend]
+    needs |= {"gill", "dual_encoder"} if rule.startswith("classifier") else set()
+    build_zoo(settings, world=world, only=["lmm", "visual_tokenizer", *sorted(needs)])  # only what this backend and rule use
     zoo = {"lmm": load_lmm(settings), "visual_tokenizer": load_visual_tokenizer(settings)}
-    if backend == "agent":
-        zoo.update(dual_encoder=load_dual_encoder(settings), diffusion=load_text_to_image(settings))
-    if backend == "gill":
+    if "dual_encoder" in needs:
+        zoo["dual_encoder"] = load_dual_encoder(settings)
+    if "diffusion" in needs:
+        zoo["diffusion"] = load_text_to_image(settings)
+    if "gill" in needs:
         zoo["gill"] = load_gill(settings)
     return zoo
+
+
+def demo_rule(rule: str, zoo: dict, world, seed: int = 0):
+    """The rule named ``rule``; the learned ones train first (seconds) on the benchmark's training
+    prompts and gold labels, which it never evaluates."""
+    from .methods.unified import fit_classifier_rules, make_rule
+
+    if not rule.startswith("classifier"):
+        return make_rule(rule, zoo)
+    from .evaluation.unified_bench import DOMAINS, bench_split
+
+    smallest = min(len(world.queries.subset(d)) for d in DOMAINS)
+    _, (prompts, labels) = bench_split(world, n=max(1, min(50, smallest // 2)))  # a small world keeps half its queries to train on
+    info(f"training the {rule} rule on {len(prompts)} labelled prompts")
+    rules, _ = fit_classifier_rules(zoo["gill"], zoo["dual_encoder"], world.gallery.images, prompts, labels, seed=seed)
+    return rules[rule]
 
 
 def answer_prompt(settings: Settings, prompt: str, backend: str = "tiger", rule: str = "reverse", world=None, zoo: dict | None = None,
@@ -107,16 +126,14 @@ def answer_prompt(settings: Settings, prompt: str, backend: str = "tiger", rule:
     decide), write the figure and print the decision. Returns the answer object with its figure."""
     from .data.world_store import build_world
     from .errors import TigerError
-    from .methods.unified import BACKENDS, RULES, answer, make_backend, make_rule
+    from .methods.unified import BACKENDS, RULES, answer, make_backend
     from .viz import plot_answer
 
     if backend not in BACKENDS or rule not in RULES:
         raise TigerError(f"backend {backend!r}, rule {rule!r}: use a backend of {', '.join(BACKENDS)} and a rule of {', '.join(RULES)}")
-    if rule == "classifier":
-        raise TigerError("the classifier rule is trained by the benchmark (`tiger eval bench`); in the demo use --rule forward or reverse")
     world = world or build_world(settings.data_dir, settings.world_config())
-    zoo = zoo or demo_models(settings, backend, world)
-    a = answer(prompt, make_backend(backend, zoo, world.gallery.images), make_rule(rule, zoo), seed=settings.seed)
+    zoo = zoo or demo_models(settings, backend, world, rule)
+    a = answer(prompt, make_backend(backend, zoo, world.gallery.images), demo_rule(rule, zoo, world, settings.seed), seed=settings.seed)
     path = settings.home / f"demo_{save_as}.png"
     plot_answer(a).savefig(path, dpi=120)
     out = {**a.to_json(), "figure": str(path)}

@@ -24,8 +24,7 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import Queries
 from ..errors import TigerError
-from ..methods.unified import (BACKENDS, Backend, Candidate, ClassifierGalleryRule, ClassifierRule, LikelihoodRule, choose, fit_gallery_check,
-                               train_decision_classifier)
+from ..methods.unified import BACKENDS, Backend, Candidate, LikelihoodRule, choose, fit_classifier_rules
 from .judging import judged_right, pick
 
 DOMAINS = ("knowledge", "creative", "common")
@@ -117,13 +116,10 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
     rules = {}
     if lmm is not None and visual_tokenizer is not None:
         rules.update({d: LikelihoodRule(lmm, visual_tokenizer, d, eta) for d in ("forward", "reverse")})
-    classifier_stats = check_stats = None
+    stats = {"classifier": None, "gallery_check": None}
     if gill is not None:
-        clf, classifier_stats = train_decision_classifier(gill, train_prompts, labels, seed=seed)
-        rules["classifier"] = ClassifierRule(gill, clf)
-        scenes = [i for i, v in enumerate(labels) if v != "retrieve"]  # the prompts the classifier leaves to the check
-        check, check_stats = fit_gallery_check(dual_encoder, world.gallery.images, [train_prompts[i] for i in scenes], [labels[i] for i in scenes])
-        rules["classifier+gallery"] = ClassifierGalleryRule(gill, clf, check)
+        learned, stats = fit_classifier_rules(gill, dual_encoder, world.gallery.images, train_prompts, labels, seed=seed)
+        rules.update(learned)
     seconds: dict[str, float] = {}
     rows: list[dict] = []
     records: list[dict] = []
@@ -169,7 +165,7 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
         ret = judged(cands)
         rows += _all_domains(gold, f"retrieval only ({name})", None, None, {d: np.ones(len(cands[d]), bool) for d in DOMAINS}, {d: (ret[d], None) for d in DOMAINS})
         seconds[name] = round(time.perf_counter() - t, 1)
-    out = {"rows": rows, "n_prompts": {d: len(evaluation[d]) for d in DOMAINS}, "classifier": classifier_stats, "gallery_check": check_stats,
+    out = {"rows": rows, "n_prompts": {d: len(evaluation[d]) for d in DOMAINS}, **stats,
            "classifier_training_prompts": len(train_prompts), "seconds": {**seconds, "total": round(time.perf_counter() - t0, 1)}}
     return {**out, "records": records} if keep else out
 

@@ -309,6 +309,19 @@ class ClassifierGalleryRule(ClassifierRule):
         return np.stack([q, 1.0 - q], axis=1)
 
 
+def fit_classifier_rules(gill, dual_encoder, gallery_images, prompts: list[str], labels, seed: int = 0) -> tuple[dict, dict]:
+    """Both learned rules from one set of labelled training prompts: ``classifier`` (trained on the
+    retrieve and generate prompts) and ``classifier+gallery`` (its gallery check fitted on the
+    scene prompts, generate and either: the prompts the classifier leaves to it). Returns
+    ({name: rule}, {name: training stats})."""
+    prompts, labels = _check_labels(prompts, labels)
+    clf, clf_stats = train_decision_classifier(gill, prompts, labels, seed=seed)
+    scenes = [i for i, v in enumerate(labels) if v != "retrieve"]
+    check, check_stats = fit_gallery_check(dual_encoder, gallery_images, [prompts[i] for i in scenes], [labels[i] for i in scenes])
+    rules = {"classifier": ClassifierRule(gill, clf), "classifier+gallery": ClassifierGalleryRule(gill, clf, check)}
+    return rules, {"classifier": clf_stats, "gallery_check": check_stats}
+
+
 def retrieval_wins(scores: np.ndarray) -> np.ndarray:
     """Scores [n, 2] of (retrieved, generated) -> bool [n]: the higher score wins; a tie goes to
     retrieval (a real image)."""
