@@ -139,12 +139,15 @@ class FakeEncoder:
     def encode_images(self, images, batch_size=512):
         return torch.eye(4)[: len(images)]
 
+    def known_word_share(self, prompts):
+        return [0.0 if p.startswith("红") else 1.0 for p in prompts]
+
     def encode_text(self, prompts):
         rows = []
         for p in prompts:
-            if p.startswith("scene"):
+            if "scene" in p:
                 v = torch.full((4,), 0.1)
-                v[int(p.split()[1])] = 0.9
+                v[int(p.split()[-1])] = 0.9
             else:
                 v = torch.full((4,), 0.5)
             rows.append(v / v.norm())
@@ -163,6 +166,7 @@ def test_the_gallery_check_learns_its_threshold_and_lifts_held_scenes_to_retriev
     rule = ClassifierGalleryRule(FakeGILL(), clf, check)
     wins = retrieval_wins(rule.scores(["scene 1", "a new shape 9", "the flag of entity 9"]))
     assert wins.tolist() == [True, False, True]  # the classifier alone would generate the held scene
+    assert not retrieval_wins(rule.scores(["红 scene 1"]))[0]  # words the dual encoder never saw: no gallery check
     assert ClassifierRule(FakeGILL(), clf).scores(["scene 1"])[0, 0] < 0.5
     with pytest.raises(TigerError, match="prompts the gallery answers"):
         fit_gallery_check(FakeEncoder(), gallery, prompts[4:8], labels[4:8])

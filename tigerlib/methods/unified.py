@@ -294,7 +294,8 @@ class ClassifierRule:
 class ClassifierGalleryRule(ClassifierRule):
     """GILL's classifier, or the gallery check: retrieve when the prompt names something only a
     gallery holds, or when the gallery holds the asked scene (either answer is right there, and a
-    real image wins a tie). The score is the larger of p(retrieve) and a soft gallery check."""
+    real image wins a tie). The score is the larger of p(retrieve) and a soft gallery check; a
+    prompt without a word the dual encoder knows is left to the classifier."""
 
     name, score_name = "classifier+gallery", "max(p(retrieve | [IMG0]), p(the gallery holds it))"
 
@@ -305,6 +306,7 @@ class ClassifierGalleryRule(ClassifierRule):
     def scores(self, prompts: list[str], retrieved=None, generated=None) -> np.ndarray:
         p = self.p_retrieve(list(prompts)).float().numpy()
         held = 1.0 / (1.0 + np.exp(-(self.check.best_cosine(prompts) - self.check.threshold) / self.temperature))
+        held[np.array(self.check.dense.known_word_shares(list(prompts))) == 0] = 0.0  # the dual encoder cannot read it: no check
         q = np.maximum(p, held)
         return np.stack([q, 1.0 - q], axis=1)
 
@@ -389,7 +391,7 @@ def make_rule(rule: str, zoo: dict, classifier: DecisionClassifier | None = None
             raise TigerError(f"the {rule} rule needs GILL and a trained decision classifier: `tiger zoo build`, then train_decision_classifier")
         if rule == "classifier+gallery":
             if gallery_check is None:
-                raise TigerError("the classifier+gallery rule needs a gallery check: fit_gallery_check(dual_encoder, gallery_images, prompts, labels)")
+                raise TigerError("the classifier+gallery rule needs a gallery check: fit both learned rules with fit_classifier_rules(gill, dual_encoder, gallery_images, prompts, labels)")
             return ClassifierGalleryRule(zoo["gill"], classifier, gallery_check)
         return ClassifierRule(zoo["gill"], classifier)
     return LikelihoodRule(zoo["lmm"], zoo["visual_tokenizer"], rule, eta)
