@@ -1,7 +1,7 @@
 """tigerlib: unified text-to-image generation and retrieval with multimodal LMs, for learning.
 
 Flow: data (the mini world, real datasets) -> models (the zoo) -> decoding (tries, beam search)
--> methods (TIGeR, dense; GRACE and GILL coming) -> evaluation -> notebooks and the ``tiger`` CLI.
+-> methods (dense, TIGeR, GRACE, GILL, the unified decision) -> evaluation -> notebooks and the ``tiger`` CLI.
 
 The main classes are importable from here (loaded on first use, so ``tiger info`` stays fast):
 ``from tigerlib import TIGeR, DenseRetriever, build_world``.
