@@ -134,7 +134,7 @@ def test_classifier_labels_are_checked():
 
 class FakeEncoder:
     """Gallery images embed to the unit axes; a prompt "scene k" sits at cosine 0.9 to image k,
-    any other prompt at cosine 0.5 to every image."""
+    "level x" (x > 0.71) at cosine x to image 0, any other prompt at cosine 0.5 to every image."""
 
     def encode_images(self, images, batch_size=512):
         return torch.eye(4)[: len(images)]
@@ -145,7 +145,10 @@ class FakeEncoder:
     def encode_text(self, prompts):
         rows = []
         for p in prompts:
-            if "scene" in p:
+            if p.startswith("level"):  # best cosine x, with image 0
+                x = float(p.split()[1])
+                v = torch.tensor([x, (1 - x * x) ** 0.5, 0.0, 0.0])
+            elif "scene" in p:
                 v = torch.full((4,), 0.1)
                 v[int(p.split()[-1])] = 0.9
             else:
@@ -307,14 +310,33 @@ def test_the_demo_answers_a_prompt_writes_its_figure_and_prints_the_decision(hom
         answer_prompt(settings, "a red circle", backend="dalle", world=tiny_world, zoo={"lmm": lmm, "visual_tokenizer": vq})
 
 
-def test_the_demo_trains_the_learned_rules_on_prompts_the_bench_never_evaluates(lmm, vq, tiny_world, capsys):
-    from tigerlib.demo import demo_rule
+def test_the_demo_trains_the_learned_rules_on_prompts_the_bench_never_evaluates_at_its_size(lmm, vq, tiny_world, capsys):
+    from tigerlib.demo import demo_rule, demo_training_prompts
     from tigerlib.evaluation.unified_bench import bench_split
 
+    n, train, labels = demo_training_prompts(tiny_world)
+    evaluated = {t for q in bench_split(tiny_world, n=n)[0].values() for t in q.texts}
+    assert train and evaluated and not set(train) & evaluated and {"retrieve", "generate", "either"} == set(labels)
     torch.manual_seed(0)
     zoo = {"gill": FakeGILL(), "dual_encoder": DualEncoder.create(TINY_DUAL_ENCODER), "lmm": lmm, "visual_tokenizer": vq}
     rule = demo_rule("classifier+gallery", zoo, tiny_world)
-    assert isinstance(rule, ClassifierGalleryRule) and rule.check.threshold == rule.check.threshold  # fitted, not NaN
-    evaluated = {t for q in bench_split(tiny_world)[0].values() for t in q.texts}
-    assert "labelled prompts" in capsys.readouterr().err and evaluated  # it said what it trained on
+    assert isinstance(rule, ClassifierGalleryRule) and np.isfinite(rule.check.threshold)
+    assert f"on {len(train)} labelled prompts" in capsys.readouterr().err  # it says what it trained on
     assert isinstance(demo_rule("classifier", zoo, tiny_world), ClassifierRule) and demo_rule("reverse", zoo, tiny_world).name == "reverse"
+    with pytest.raises(TigerError, match="needs dual_encoder"):
+        demo_rule("classifier+gallery", {"gill": FakeGILL()}, tiny_world)
+
+
+def test_the_gallery_threshold_is_one_of_the_best_cuts():
+    """Best cuts that are not neighbours (0.775 and 0.875 here): their median (0.825) would score
+    0.5, worse than either; the check takes a cut of the longest best run and reports its accuracy."""
+    from tigerlib.methods.unified import GalleryCheck
+
+    gallery = np.zeros((4, 2, 2, 3), np.uint8)
+    prompts = [f"level {x}" for x in (0.75, 0.8, 0.85, 0.9)]
+    check, stats = fit_gallery_check(FakeEncoder(), gallery, prompts, ["generate", "either"] * 2)
+    cos = check.best_cosine(prompts)
+    assert stats["train_accuracy"] == 0.75 == np.mean((cos >= check.threshold) == np.array([False, True] * 2))
+    with pytest.raises(TigerError, match="finite"):
+        GalleryCheck(check.dense, float("nan"))
+    assert check.best_cosine("scene 1").shape == (1,)  # one bare string is one prompt

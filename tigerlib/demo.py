@@ -104,19 +104,32 @@ def demo_models(settings: Settings, backend: str, world, rule: str = "reverse") 
     return zoo
 
 
+def demo_training_prompts(world) -> tuple[int, list[str], list[str]]:
+    """(n, prompts, gold labels): the benchmark's split at ``n`` prompts per domain (50, or half
+    the smallest domain of a small world), whose training prompts its evaluation never uses."""
+    from .evaluation.unified_bench import DOMAINS, bench_split
+
+    n = max(1, min(50, min(len(world.queries.subset(d)) for d in DOMAINS) // 2))
+    _, (prompts, labels) = bench_split(world, n=n)
+    return n, prompts, labels
+
+
 def demo_rule(rule: str, zoo: dict, world, seed: int = 0):
-    """The rule named ``rule``; the learned ones train first (seconds) on the benchmark's training
-    prompts and gold labels, which it never evaluates."""
+    """The rule named ``rule``; the learned ones train first (seconds) on
+    :func:`demo_training_prompts`."""
+    from .errors import TigerError
     from .methods.unified import fit_classifier_rules, make_rule
 
     if not rule.startswith("classifier"):
         return make_rule(rule, zoo)
-    from .evaluation.unified_bench import DOMAINS, bench_split
-
-    smallest = min(len(world.queries.subset(d)) for d in DOMAINS)
-    _, (prompts, labels) = bench_split(world, n=max(1, min(50, smallest // 2)))  # a small world keeps half its queries to train on
+    missing = [m for m in ("gill", "dual_encoder") if zoo.get(m) is None]
+    if missing:
+        raise TigerError(f"the {rule} rule needs {', '.join(missing)}: build it with `tiger zoo build`")
+    _, prompts, labels = demo_training_prompts(world)
     info(f"training the {rule} rule on {len(prompts)} labelled prompts")
-    rules, _ = fit_classifier_rules(zoo["gill"], zoo["dual_encoder"], world.gallery.images, prompts, labels, seed=seed)
+    rules, stats = fit_classifier_rules(zoo["gill"], zoo["dual_encoder"], world.gallery.images, prompts, labels, seed=seed)
+    if rule not in rules:
+        raise TigerError(f"the {rule} rule could not be fitted here: {stats['gallery_check'].get('skipped')}")
     return rules[rule]
 
 

@@ -238,7 +238,8 @@ def test_the_gallery_check_answers_held_scenes_from_the_gallery(bench):
     rows = {(r["name"], r["domain"]): r for r in bench["rows"]}
     alone, checked = (f"agent + {rule}" for rule in ("classifier", "classifier+gallery"))
     print("\njudge accuracy, agent:", {(n, d): rows[(n, d)]["judge_accuracy"] for n in (alone, checked) for d in ("knowledge", "creative", "common", "all")})
-    assert rows[(alone, "common")]["retrieved_share"] <= 0.5  # common scenes read like creative ones
+    # the notebook's story: common scenes read like creative ones (a better classifier would fail this line; rewrite the story then)
+    assert rows[(alone, "common")]["retrieved_share"] <= 0.5
     assert rows[(checked, "common")]["judge_accuracy"] >= rows[(alone, "common")]["judge_accuracy"] + 0.15
     assert rows[(checked, "all")]["judge_accuracy"] >= rows[(alone, "all")]["judge_accuracy"] + 0.05
     assert rows[(checked, "all")]["decision_accuracy"] >= 0.9

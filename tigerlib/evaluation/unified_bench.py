@@ -103,7 +103,8 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
               n: int = 50, seed: int = 0, eta: float = 1.0, keep: bool = False) -> dict:
     """Every row of the mini TIGeR-Bench for the given backends (name -> :class:`Backend`) and
     extra retrievers (retrieval-only rows, for example GRACE's best type). The likelihood rules
-    need ``lmm`` and ``visual_tokenizer``; the classifier rule needs ``gill``. ``keep``: also
+    need ``lmm`` and ``visual_tokenizer``; the learned rules need ``gill`` (``classifier+gallery``
+    is left out, and ``gallery_check`` says why, when its check cannot be fitted). ``keep``: also
     return ``records``, one per backend and prompt with both candidates (images included), the
     judge's verdicts and each rule's scores and choice (for browsing wins and losses; not JSON)."""
     unknown = set(backends) - set(BACKENDS)
@@ -166,7 +167,7 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
         rows += _all_domains(gold, f"retrieval only ({name})", None, None, {d: np.ones(len(cands[d]), bool) for d in DOMAINS}, {d: (ret[d], None) for d in DOMAINS})
         seconds[name] = round(time.perf_counter() - t, 1)
     out = {"rows": rows, "n_prompts": {d: len(evaluation[d]) for d in DOMAINS}, **stats,
-           "classifier_training_prompts": len(train_prompts), "seconds": {**seconds, "total": round(time.perf_counter() - t0, 1)}}
+           "training_prompts": len(train_prompts), "seconds": {**seconds, "total": round(time.perf_counter() - t0, 1)}}
     return {**out, "records": records} if keep else out
 
 

@@ -36,6 +36,7 @@ from torch import nn
 from ..errors import TigerError
 from ..models.vocabulary import unknown_prompt_warning
 from .dense import DenseRetriever
+from .retriever import check_prompts
 from .tiger import TIGeR
 
 BACKENDS = ("tiger", "gill", "agent")
@@ -237,14 +238,18 @@ def _check_labels(prompts, labels) -> tuple[list[str], list[str]]:
 
 class GalleryCheck:
     """Does the gallery already hold what the prompt asks for? The dual encoder's best cosine
-    between the prompt and any gallery image, against a threshold learned from labelled prompts."""
+    between the prompt and any image of the gallery it was built on (not the candidate a backend
+    retrieved), against a threshold learned from labelled prompts."""
 
     def __init__(self, dense: DenseRetriever, threshold: float):
+        if not np.isfinite(threshold):
+            raise TigerError(f"gallery check threshold {threshold}: use a finite cosine (fit_gallery_check learns one)")
         self.dense, self.threshold = dense, float(threshold)
 
-    def best_cosine(self, prompts: list[str]) -> np.ndarray:
+    def best_cosine(self, prompts) -> np.ndarray:
+        texts, _ = check_prompts(prompts)
         with torch.no_grad():
-            return self.dense.scores(list(prompts)).max(1).values.float().cpu().numpy()
+            return self.dense.scores(texts).max(1).values.double().cpu().numpy()
 
     def holds(self, prompts: list[str]) -> np.ndarray:
         return self.best_cosine(prompts) >= self.threshold
@@ -253,11 +258,11 @@ class GalleryCheck:
 def fit_gallery_check(dual_encoder, gallery_images, prompts: list[str], labels) -> tuple[GalleryCheck, dict]:
     """The threshold on the best gallery cosine that best separates, on training prompts, those
     whose answer the gallery holds (labels retrieve, or either: a real image wins a tie) from
-    those that need a new image (generate); the middle of the best range of thresholds."""
+    those that need a new image (generate); the middle cut of the longest run of best cuts."""
     prompts, labels = _check_labels(prompts, labels)
     y = np.array([v != "generate" for v in labels])
     if len(set(y.tolist())) < 2:
-        raise TigerError("the gallery check needs prompts the gallery answers (retrieve, either) and prompts it does not (generate)")
+        raise TigerError("the gallery check needs prompts the gallery answers (labels retrieve or either: common scenes) and prompts it does not (generate)")
     if not _has_images(gallery_images):
         raise TigerError("the gallery is empty: there is nothing to check prompts against")
     check = GalleryCheck(DenseRetriever(dual_encoder, gallery_images), 0.0)
@@ -265,9 +270,11 @@ def fit_gallery_check(dual_encoder, gallery_images, prompts: list[str], labels) 
     values = np.unique(cos)
     cuts = np.concatenate([[values[0] - 1e-6], (values[1:] + values[:-1]) / 2, [values[-1] + 1e-6]])
     accuracy = np.array([np.mean((cos >= t) == y) for t in cuts])
-    best = cuts[accuracy == accuracy.max()]
-    check.threshold = float(np.median(best))
-    return check, {"threshold": round(check.threshold, 4), "train_accuracy": round(float(accuracy.max()), 4), "n": len(y)}
+    best = np.flatnonzero(accuracy == accuracy.max())
+    longest = max(np.split(best, np.flatnonzero(np.diff(best) > 1) + 1), key=len)  # cuts in one run classify alike
+    chosen = int(longest[len(longest) // 2])
+    check.threshold = float(cuts[chosen])
+    return check, {"threshold": round(check.threshold, 4), "train_accuracy": round(float(accuracy[chosen]), 4), "n": len(y)}
 
 
 class ClassifierRule:
@@ -304,9 +311,11 @@ class ClassifierGalleryRule(ClassifierRule):
         self.check, self.temperature = check, float(temperature)
 
     def scores(self, prompts: list[str], retrieved=None, generated=None) -> np.ndarray:
-        p = self.p_retrieve(list(prompts)).float().numpy()
-        held = 1.0 / (1.0 + np.exp(-(self.check.best_cosine(prompts) - self.check.threshold) / self.temperature))
-        held[np.array(self.check.dense.known_word_shares(list(prompts))) == 0] = 0.0  # the dual encoder cannot read it: no check
+        texts, _ = check_prompts(prompts)
+        p = self.p_retrieve(texts).double().numpy()
+        z = np.clip((self.check.best_cosine(texts) - self.check.threshold) / self.temperature, -50.0, 50.0)
+        held = 1.0 / (1.0 + np.exp(-z))
+        held[np.array(self.check.dense.known_word_shares(texts)) == 0] = 0.0  # the dual encoder cannot read it: no check
         q = np.maximum(p, held)
         return np.stack([q, 1.0 - q], axis=1)
 
@@ -315,13 +324,18 @@ def fit_classifier_rules(gill, dual_encoder, gallery_images, prompts: list[str],
     """Both learned rules from one set of labelled training prompts: ``classifier`` (trained on the
     retrieve and generate prompts) and ``classifier+gallery`` (its gallery check fitted on the
     scene prompts, generate and either: the prompts the classifier leaves to it). Returns
-    ({name: rule}, {name: training stats})."""
+    ({name: rule}, {name: training stats}); when the check cannot be fitted (an empty gallery, no
+    "either" prompts) only ``classifier`` comes back and the stats say why."""
     prompts, labels = _check_labels(prompts, labels)
     clf, clf_stats = train_decision_classifier(gill, prompts, labels, seed=seed)
+    rules, stats = {"classifier": ClassifierRule(gill, clf)}, {"classifier": clf_stats}
     scenes = [i for i, v in enumerate(labels) if v != "retrieve"]
-    check, check_stats = fit_gallery_check(dual_encoder, gallery_images, [prompts[i] for i in scenes], [labels[i] for i in scenes])
-    rules = {"classifier": ClassifierRule(gill, clf), "classifier+gallery": ClassifierGalleryRule(gill, clf, check)}
-    return rules, {"classifier": clf_stats, "gallery_check": check_stats}
+    try:
+        check, stats["gallery_check"] = fit_gallery_check(dual_encoder, gallery_images, [prompts[i] for i in scenes], [labels[i] for i in scenes])
+        rules["classifier+gallery"] = ClassifierGalleryRule(gill, clf, check)
+    except TigerError as e:
+        stats["gallery_check"] = {"skipped": str(e)}
+    return rules, stats
 
 
 def retrieval_wins(scores: np.ndarray) -> np.ndarray:
@@ -388,7 +402,7 @@ def make_rule(rule: str, zoo: dict, classifier: DecisionClassifier | None = None
         raise TigerError(f"unknown rule {rule!r}: use one of {', '.join(RULES)}")
     if rule.startswith("classifier"):
         if zoo.get("gill") is None or classifier is None:
-            raise TigerError(f"the {rule} rule needs GILL and a trained decision classifier: `tiger zoo build`, then train_decision_classifier")
+            raise TigerError(f"the {rule} rule needs GILL and a trained decision classifier: `tiger zoo build`, then fit_classifier_rules")
         if rule == "classifier+gallery":
             if gallery_check is None:
                 raise TigerError("the classifier+gallery rule needs a gallery check: fit both learned rules with fit_classifier_rules(gill, dual_encoder, gallery_images, prompts, labels)")
