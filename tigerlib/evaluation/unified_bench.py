@@ -187,11 +187,11 @@ def findings(result: dict) -> list[str]:
     """The benchmark's claims, stated from its numbers (whichever way they came out)."""
     rows = {(r["name"], r["domain"]): r for r in result["rows"]}
     lines = []
+    agent = rows.get(("agent + reverse", "all"))
     for backend, best in best_rows(result).items():
         oracle = rows.get((f"oracle ({backend})", "all"))
         lines.append(f"{backend}: the best rule is {best['rule']} (decision accuracy {best['decision_accuracy']:.2f} on knowledge + creative prompts, "
                      f"judge accuracy {best['judge_accuracy']:.2f} over all prompts" + (f"; its oracle {oracle['judge_accuracy']:.2f})" if oracle else ")"))
-        agent = rows.get(("agent + reverse", "all"))
         for d in DOMAINS:
             unified = rows[(best["name"], d)]["judge_accuracy"]
             sides = [rows[(f"{s} only ({backend})", d)]["judge_accuracy"] for s in ("generation", "retrieval") if (f"{s} only ({backend})", d) in rows]
@@ -202,7 +202,6 @@ def findings(result: dict) -> list[str]:
                 them = rows[("agent + reverse", d)]["judge_accuracy"]
                 line += f"; the agent {them:.2f}" + (" (the agent wins)" if them > unified else "")
             lines.append(line)
-    agent = rows.get(("agent + reverse", "all"))
     if agent:
         lines.append(f"the paper's agent (dense + diffusion, reverse score): judge accuracy {agent['judge_accuracy']:.2f}, decision accuracy {agent['decision_accuracy']:.2f}")
     return lines

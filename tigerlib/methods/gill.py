@@ -54,7 +54,7 @@ class GILLConfig:
     # 1+1 mapper layers x 2000 steps gave mapped/direct all-attributes 0.74, CLIP-T 0.89, retrieval R@1 0.66 (dense 0.92)
     # in 285 s; 2+2 layers x 1500 steps 0.79, 0.95, 0.66 in 344 s; batch 64 at lr 2e-3 0.53 (L2 0.057 against 0.036).
     # Intel 2-core, 1800 mapper steps, by joint steps (judge ratio, CLIP-T ratio, common R@1 vs dense 0.93, train s):
-    # 20: 0.74, 0.92, 0.60, 192 s; 40 at embedding lr 0.1: 0.81, 0.94, 0.70, 210 s; 60: 0.85, 0.95, 0.75, 242 s;
+    # 20: 0.74, 0.92, 0.60, 192 s; 40 at embedding lr 0.1: 0.81, 0.94, 0.70, 210 s; 60: 0.85, 0.95, 0.75, 211 s (242 s beside other jobs);
     # 100: 0.69, 0.91, 0.71, 268 s. 6000 captions x 1000 mapper steps: 0.41, 0.82, 0.60.
     captions: int = 2000  # training captions whose [IMG] states are cached
     entity_share: float = 0.3  # share of entity photos among them (knowledge retrieval needs repeats)
