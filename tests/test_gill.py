@@ -119,7 +119,7 @@ def test_the_study_has_the_issues_json_shape(trained, tiny_world):
 
     gill = trained[0]
     result = evaluate_gill(gill, tiny_world, AttributeJudge.create(TINY_JUDGE), n_prompts=4, n_queries=3, manifest={"train_seconds": 1.5})
-    assert set(result["generation"]) == {"common", "creative", "paraphrase"}
+    assert set(result["generation"]) == {"common", "creative", "heldout_language", "paraphrase"}
     for r in result["generation"].values():
         for path in ("mapped", "direct"):
             assert {"judge_all", "judge_per_attribute", "clip_t"} <= set(r[path])
@@ -127,7 +127,7 @@ def test_the_study_has_the_issues_json_shape(trained, tiny_world):
         assert {m: set(v) >= {"r1", "r5", "r10"} for m, v in result["retrieval"][kind].items()} == {"gill": True, "dense": True}
     assert {"shape_and_color", "shape", "color"} <= set(result["captioning"]) and result["train_seconds"] == 1.5
     json.dumps(result)
-    assert len(findings(result)) == 7
+    assert len(findings(result)) == 8
 
 
 def test_only_the_new_parameters_train_and_the_llm_stays_bit_identical(trained, deps):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tigerlib.data import WorldConfig, build_world, load_world
+from tigerlib.data import language as L
 from tigerlib.data import world as W
 from tigerlib.data.world_store import WorldGenerator, world_dir
 from tigerlib.errors import TigerError
@@ -105,6 +106,25 @@ def test_captions_are_paraphrases(tiny_world):
     a = tiny_world.train.attributes
     for c in caps:
         assert W.SHAPES[a["shape"][0]] in c and W.COLOR_NAMES[a["color"][0]] in c and W.BACKGROUND_NAMES[a["bg"][0]] in c
+
+
+def test_heldout_phrasings_are_never_trained_on(tiny_world):
+    """Every query once more, in structures and fillers no training caption uses (names stay names)."""
+    from tigerlib.models.vocabulary import vocabulary_of
+
+    q = tiny_world.queries
+    assert len(q.heldout_texts) == len(q.texts) and not set(q.heldout_texts) & set(tiny_world.train.captions[0])
+    trained = vocabulary_of(c for caps in tiny_world.train.captions for c in caps)
+    assert {"scarlet", "hoop", "kindly", "backdrop"} <= L.vocabulary() and not {"scarlet", "hoop", "kindly", "backdrop"} & trained
+    held = q.in_heldout_language()
+    assert held.texts == q.heldout_texts and held.hits == q.hits and held.heldout_texts is None
+    assert q.subset("common").in_heldout_language().texts == [q.heldout_texts[i] for i in np.flatnonzero(q.kind == "common")]
+    for text, kind, e in zip(q.heldout_texts, q.kind, q.attributes["entity"]):
+        assert vocabulary_of([text]) - trained  # each brings a structure or filler word no caption has
+        if kind == "knowledge":
+            assert tiny_world.entity_names[e].lower() in text.lower()
+    again = build_world(tiny_world.path.parent.parent / "again", tiny_world.config)
+    assert again.queries.heldout_texts == q.heldout_texts  # seeded
 
 
 def test_rendering_matches_attributes():

@@ -99,6 +99,10 @@ def cmd_eval_tiger(args, s) -> None:
         print(f"{kind}: proxy R@1 forward {r['proxy']['forward']['r1']:.3f} pmi {r['proxy']['pmi']['r1']:.3f} reverse {r['proxy']['reverse']['r1']:.3f} | "
               f"beam search R@1 {r['fbs']['r1']:.3f}, re-ranked {r['fbs_rerank']['r1']:.3f} | dense R@1 {r['dense']['r1']:.3f} | "
               f"judge on the re-ranked top-1: {judged['entity'] if kind == 'knowledge' else judged['all']}")
+        held = result.get("heldout_language", {}).get(kind)
+        if held:
+            print(f"{kind}, held-out phrasings: TIGeR R@1 {held['fbs_rerank']['r1']:.3f} ({held['ratio_r1']['fbs_rerank']}x in-language) | "
+                  f"dense R@1 {held['dense']['r1']:.3f} ({held['ratio_r1']['dense']}x) | known-word share {held['known_word_share']}")
 
 
 def cmd_eval_grace(args, s) -> None:

@@ -6,7 +6,7 @@ served through the same two classes, so every method and evaluation runs on eith
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -154,7 +154,9 @@ class Queries:
     knowledge, ``generate`` for creative, ``either`` for common scenes that the gallery holds and a
     generator can also draw). ``gallery_index``: the ground-truth gallery image, -1 when the gallery
     has none. ``hits``: every gallery image that answers the prompt (same entity, or a scene with
-    exactly the prompt's attributes). ``images``: a ground-truth image for every prompt."""
+    exactly the prompt's attributes). ``images``: a ground-truth image for every prompt.
+    ``heldout_texts``: the same prompts phrased in the caption language's held-out part (the mini
+    world; None elsewhere): :meth:`in_heldout_language` swaps them in."""
 
     texts: list[str]
     kind: np.ndarray
@@ -163,9 +165,16 @@ class Queries:
     hits: list[np.ndarray]
     images: np.ndarray | FileImages
     attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    heldout_texts: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def in_heldout_language(self) -> "Queries":
+        """The same prompts and ground truth, phrased as no training caption is (mini world)."""
+        if self.heldout_texts is None:
+            raise TigerError("these queries have no held-out phrasings (only the mini world writes them)")
+        return replace(self, texts=list(self.heldout_texts), heldout_texts=None)
 
     def subset(self, which) -> "Queries":
         """Queries of one kind (``"knowledge"``) or at the given indices."""
@@ -182,6 +191,7 @@ class Queries:
             [self.hits[i] for i in idx],
             take(self.images, idx),
             {k: v[idx] for k, v in self.attributes.items()},
+            None if self.heldout_texts is None else [self.heldout_texts[i] for i in idx],
         )
 
 

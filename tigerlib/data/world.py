@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..errors import TigerError
+from . import language as L
 
-WORLD_VERSION = 2  # 2: entity photos are always shifted (no training photo equals a gallery image)
+WORLD_VERSION = 3  # 2: entity photos are always shifted (no training photo equals a gallery image). 3: held-out phrasings of the queries
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "ring")
 COLORS = {
@@ -169,6 +170,11 @@ class Entities:
     names: list[str]
     kinds: np.ndarray  # index into ENTITY_KINDS
     canonical: np.ndarray  # uint8 [n, S, S, 3], the gallery image of each entity
+
+    def heldout_phrasings(self, idx, rng: np.random.Generator) -> list[str]:
+        """One held-out phrasing (``language.py``) of a prompt for each entity index."""
+        draws = rng.random((len(idx), L.DRAWS))
+        return [L.entity_phrasing(self.names[e], ENTITY_KINDS[self.kinds[e]], r) for e, r in zip(np.asarray(idx).tolist(), draws)]
 
     def captions(self, idx: np.ndarray, template: np.ndarray) -> list[str]:
         out = []
@@ -337,3 +343,16 @@ def scene_captions(attrs: dict[str, np.ndarray], rng: np.random.Generator, k: in
     templates = np.argsort(rng.random((n, len(SCENE_TEMPLATES))), axis=1)[:, :k]
     words = rng.integers(0, 6, size=(n, k, 2))
     return [[describe(attrs, i, templates[i, j], words[i, j, 0], words[i, j, 1]) for j in range(k)] for i in range(n)]
+
+
+def heldout_phrasings(attrs: dict[str, np.ndarray], rng: np.random.Generator) -> list[str]:
+    """One phrasing per scene in ``language.py``'s held-out part: the world's own words for each
+    attribute (a random synonym of size and position), in structures no caption template uses."""
+    names = {"shape": SHAPES, "color": COLOR_NAMES, "size": SIZES, "pos": POSITIONS, "bg": BACKGROUND_NAMES}
+    draws = rng.random((len(attrs["shape"]), L.DRAWS + 2))
+    out = []
+    for i, r in enumerate(draws):
+        value = {k: names[k][attrs[k][i]] for k in ATTRIBUTES}
+        own = {**value, "size": L._pick(SIZE_WORDS[value["size"]], r[-2]), "pos": L._pick(POSITION_WORDS[value["pos"]], r[-1])}
+        out.append(L.scene_phrasing(own, {k: L.UNSEEN_WORDS[k][v][0] for k, v in value.items()}, r))
+    return out

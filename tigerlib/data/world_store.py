@@ -106,6 +106,10 @@ class WorldGenerator:
         # creative: held-out pairs; the ground-truth image exists but is not in the gallery
         creative = self.common(c.n_creative_queries, rng, creative="only", captions=1)
         texts = k_texts + c_texts + creative.first_captions()
+        # every query once more, phrased as no training caption is (language.py), from its own stream
+        held_rng = W.stream(c.seed, "queries", 1)
+        heldout = self.entities.heldout_phrasings(ent_idx, held_rng) + W.heldout_phrasings(com_attrs, held_rng)
+        heldout += W.heldout_phrasings(creative.attributes, held_rng)
         kind = np.array(["knowledge"] * c.n_entities + ["common"] * len(com_idx) + ["creative"] * c.n_creative_queries)
         attrs = _concat(_entity_attrs(ent_idx), _common_attrs(com_attrs), creative.attributes)
         g_index = np.concatenate([k_gallery, com_idx, np.full(c.n_creative_queries, -1)]).astype(np.int64)
@@ -113,6 +117,7 @@ class WorldGenerator:
         hits = hit_sets(gallery.attributes, attrs)
         return {
             "texts": np.array(texts),
+            "heldout_texts": np.array(heldout),
             "kind": kind,
             "label": np.array([GOLD_LABEL[k] for k in kind]),
             "gallery_index": g_index,
@@ -272,6 +277,7 @@ def load_world(data_dir: Path, config: W.WorldConfig | None = None, verify: bool
         [q["hits_flat"][off[i] : off[i + 1]] for i in range(len(off) - 1)],
         q["images"],
         {k[5:]: v for k, v in q.items() if k.startswith("attr_")},
+        q["heldout_texts"].tolist(),
     )
     return World(
         config,

@@ -1,6 +1,7 @@
 """``tiger eval gill``: GILL on the mini world, next to the diffusion model conditioned directly.
 
-- **generation**: for held-out common prompts (validation scenes), creative prompts and
+- **generation**: for held-out common prompts (validation scenes), the same scenes phrased as no
+  training caption is (``heldout_language``: ``tigerlib.data.language``), creative prompts and
   ``paraphrase`` prompts phrased in words and sentences the world never uses
   (``tigerlib.data.out_of_world``: "scarlet", "a ball", chatty requests), one image per prompt through the
   mapper (GILL) and one through the diffusion model's own text encoder (direct), same seed; the
@@ -21,14 +22,18 @@ from .judging import judge_images
 from .retrieval import KINDS, retrieval_metrics
 from .zoo_metrics import evaluation_prompts
 
-SETS = ("common", "creative", "paraphrase")
+SETS = ("common", "creative", "heldout_language", "paraphrase")
 
 
 def prompt_sets(world, n: int = 100) -> dict[str, tuple[list[str], dict[str, np.ndarray]]]:
-    """Prompts with their ground truth: held-out common scenes, creative ones, and paraphrases in
-    words the world never uses (50 to 60 of them; no training ever sees them)."""
+    """Prompts with their ground truth: held-out common scenes, the same scenes in held-out
+    phrasings, creative ones, and paraphrases in words the world never uses (50 to 60 of them; no
+    training ever sees any of them)."""
     base = evaluation_prompts(world, n)
-    return {"common": base["common"], "creative": base["creative"], "paraphrase": out_of_world_prompts(world, max(50, min(n, 60)))}
+    truth = base["common"][1]
+    held = W.heldout_phrasings(truth, W.stream(world.config.seed, "queries", 2))
+    return {"common": base["common"], "creative": base["creative"], "heldout_language": (held, truth),
+            "paraphrase": out_of_world_prompts(world, max(50, min(n, 60)))}
 
 
 def _judged(judge, dual_encoder, prompts, images, truth) -> dict:
