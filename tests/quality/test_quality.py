@@ -102,19 +102,21 @@ def beam_search(zoo, world):
 
 @pytest.fixture(scope="module")
 def phrasings(zoo, world, beam_search):
-    """R@1 of TIGeR (100 beams, re-ranked) and dense on the same queries, in the training language
-    (TIGeR's from ``beam_search``) and in its held-out part (structures, fillers and synonyms no
-    model was trained on)."""
+    """R@1 on the same queries in the training language and in held-out phrasings (structures,
+    fillers and synonyms no training caption uses): TIGeR (100 beams, re-ranked; the first ``N``
+    per kind, in-language from ``beam_search``) and dense (every query of the kind: it is cheap,
+    and 30 queries move its ratio by 0.15)."""
     tiger = TIGeR.from_images(zoo["lmm"], zoo["visual_tokenizer"], world.gallery.images)
     dense = DenseRetriever(zoo["dual_encoder"], world.gallery.images)
     out = {}
     for kind in ("knowledge", "common"):
-        q = _queries(world, kind)
-        held = q.in_heldout_language()
-        out[(kind, "in")] = {"tiger": beam_search[kind]["fbs_rerank"], "dense": recall_at_k(dense.retrieve(list(q.texts), k=10), q.hits, (1,))[1]}
-        out[(kind, "heldout")] = {"tiger": recall_at_k(tiger.retrieve(list(held.texts), num_beams=100), held.hits, (1,))[1],
-                                  "dense": recall_at_k(dense.retrieve(list(held.texts), k=10), held.hits, (1,))[1]}
-    print(f"\nR@1 by phrasing ({N} queries per kind): {out}")
+        every = world.queries.subset(kind)
+        for language, q in (("in", every), ("heldout", every.in_heldout_language())):
+            out[(kind, language)] = {"dense": recall_at_k(dense.retrieve(list(q.texts), k=10), q.hits, (1,))[1]}
+        out[(kind, "in")]["tiger"] = beam_search[kind]["fbs_rerank"]
+        held = _queries(world, kind).in_heldout_language()
+        out[(kind, "heldout")]["tiger"] = recall_at_k(tiger.retrieve(list(held.texts), num_beams=100), held.hits, (1,))[1]
+    print(f"\nR@1 by phrasing (TIGeR: {N} queries per kind; dense: all): {out}")
     return out
 
 
@@ -122,8 +124,8 @@ def test_dense_keeps_most_of_its_recall_on_new_phrasings(phrasings):
     """Held-out phrasings (structures, fillers and synonyms no training caption uses). The zoo is
     trained on the world's five caption templates, and issue 13's targets (TIGeR 0.8x, dense 0.9x
     of their in-language R@1) are not reached: with 50 queries per kind TIGeR falls from 1.0 to
-    0.12 on knowledge and from 0.64 to 0.0 on common scenes, dense from 1.0 to 0.84 and from 0.92
-    to 0.70. This floor keeps what dense reaches, so a regression fails."""
+    0.12 on knowledge and from 0.64 to 0.0 on common scenes; dense, on all queries, from 1.0 to
+    0.82 and from 0.92 to 0.715. This floor keeps what dense reaches, so a regression fails."""
     for kind in ("knowledge", "common"):
         assert phrasings[(kind, "heldout")]["dense"] >= 0.65 * phrasings[(kind, "in")]["dense"], (kind, phrasings)
 

@@ -155,8 +155,8 @@ class Queries:
     generator can also draw). ``gallery_index``: the ground-truth gallery image, -1 when the gallery
     has none. ``hits``: every gallery image that answers the prompt (same entity, or a scene with
     exactly the prompt's attributes). ``images``: a ground-truth image for every prompt.
-    ``heldout_texts``: the same prompts phrased in the caption language's held-out part (the mini
-    world; None elsewhere): :meth:`in_heldout_language` swaps them in."""
+    ``heldout_texts``: the same prompts phrased as no training caption is (``tigerlib.data.language``;
+    the mini world only, None elsewhere): :meth:`in_heldout_language` swaps them in."""
 
     texts: list[str]
     kind: np.ndarray

@@ -8,9 +8,9 @@ Gallery = the mini gallery (1,000 scenes + 100 entity images). For each query ki
 - seconds per query for each.
 
 Plus an eta sweep of PMI (full ranking: exact, no beam approximation), a beam-count sweep, and
-``heldout_language``: the same queries phrased in the caption language's held-out part
-(structures, fillers and synonyms no model was trained on), TIGeR and dense side by side with
-their ratio to the in-language R@1.
+``heldout_language``: the same queries phrased as no training caption is (``tigerlib.data.language``:
+other structures, orders and fillers, sometimes a synonym the world never uses), TIGeR and dense
+side by side with their ratio to the in-language R@1.
 A hit is any gallery image that answers the query (same entity, or the same scene attributes);
 with a judge, each method's top-1 is also read by the judge (GenEval-style attribute accuracy).
 """
@@ -132,9 +132,9 @@ def evaluate_tiger(lmm, visual_tokenizer, dual_encoder, world, n_queries: int = 
 
 
 def heldout_language(tiger: TIGeR, dense, queries, in_language: dict, num_beams: int, eta: float, rerank: int | None) -> dict:
-    """TIGeR (beam search and re-ranked) and dense R@1/5/10 on ``queries`` phrased in the held-out
-    part of the caption language, with each one's ratio to its in-language R@1 (``in_language``:
-    the kind's row of :func:`evaluate_tiger`)."""
+    """TIGeR (beam search and re-ranked) and dense R@1/5/10 on ``queries`` in their held-out
+    phrasings, with each one's ratio to its in-language R@1 (``in_language``: the kind's row of
+    :func:`evaluate_tiger`)."""
     held = queries.in_heldout_language()
     prompts = list(held.texts)
     plain, reranked, _, _ = fbs_rankings(tiger, prompts, num_beams, eta, rerank, desc="held-out language: beam search")
