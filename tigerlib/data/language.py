@@ -48,7 +48,8 @@ ENDINGS = ("", "", ".", "!")
 DRAWS = 20  # uniform numbers per phrasing
 
 
-def _pick(options, r: float) -> str:
+def pick(options, r: float) -> str:
+    """The option a uniform number ``r`` in [0, 1) falls on (world.py draws its own words with it too)."""
     return options[min(int(r * len(options)), len(options) - 1)]
 
 
@@ -57,9 +58,9 @@ def _finish(text: str, r: np.ndarray) -> str:
     question = text.endswith("?")
     text = text.rstrip("?")
     if r[0] < 0.4:
-        pre, post = _pick(FILLERS, r[0] / 0.4)
+        pre, post = pick(FILLERS, r[0] / 0.4)
         text = pre + text + post
-    text += "?" if question else _pick(ENDINGS, r[1])  # a question keeps its mark at the very end
+    text += "?" if question else pick(ENDINGS, r[1])  # a question keeps its mark at the very end
     if r[2] < 0.3:
         text = text[:1].upper() + text[1:]
     elif r[2] > 0.95:
@@ -79,11 +80,11 @@ def scene_phrasing(words: dict[str, str], unseen: dict[str, str], r: np.ndarray)
     ``r``: ``DRAWS`` uniform numbers."""
     chosen = dict(words)
     if r[0] < 0.25:  # a quarter of the phrasings: one attribute in a word no caption uses
-        attr = _pick(tuple(unseen), r[1])
+        attr = pick(tuple(unseen), r[1])
         chosen[attr] = unseen[attr]
-    obj = _pick(OBJECT_ORDERS, r[2]).format(**chosen)
-    bgp = _pick(BACKGROUND_PHRASES, r[3]).format(bg=chosen["bg"])
-    structure = _pick(SCENE_STRUCTURES, r[4])
+    obj = pick(OBJECT_ORDERS, r[2]).format(**chosen)
+    bgp = pick(BACKGROUND_PHRASES, r[3]).format(bg=chosen["bg"])
+    structure = pick(SCENE_STRUCTURES, r[4])
     if structure == "{list}":
         items = [chosen["size"], chosen["color"], chosen["shape"], chosen["pos"], f"{chosen['bg']} backdrop"]
         text = ", ".join(items[i] for i in np.argsort(r[5:10]))
@@ -97,7 +98,7 @@ def entity_phrasing(name: str, kind: str, r: np.ndarray) -> str:
     if kind not in ENTITY_KIND_WORDS:
         raise TigerError(f"unknown entity kind {kind!r}: use one of {tuple(ENTITY_KIND_WORDS)}")
     kind_word = ENTITY_KIND_WORDS[kind][0] if r[0] < 0.25 else kind
-    return _finish(_pick(ENTITY_STRUCTURES, r[1]).format(kind=kind_word, name=name), r[2:5])
+    return _finish(pick(ENTITY_STRUCTURES, r[1]).format(kind=kind_word, name=name), r[2:5])
 
 
 def vocabulary() -> set[str]:

@@ -353,6 +353,6 @@ def heldout_phrasings(attrs: dict[str, np.ndarray], rng: np.random.Generator) ->
     out = []
     for i, r in enumerate(draws):
         value = {k: names[k][attrs[k][i]] for k in ATTRIBUTES}
-        own = {**value, "size": L._pick(SIZE_WORDS[value["size"]], r[-2]), "pos": L._pick(POSITION_WORDS[value["pos"]], r[-1])}
+        own = {**value, "size": L.pick(SIZE_WORDS[value["size"]], r[-2]), "pos": L.pick(POSITION_WORDS[value["pos"]], r[-1])}
         out.append(L.scene_phrasing(own, {k: L.UNSEEN_WORDS[k][v][0] for k, v in value.items()}, r))
     return out
