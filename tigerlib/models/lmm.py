@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from ..config import info
 from ..errors import TigerError
 from .text_tokenizer import IMAGE_OFFSET, check_layout, load_text_tokenizer, save_text_tokenizer, train_text_tokenizer
-from .training import Phases, warmup_stable_decay
+from .training import Phases, fast_bf16, warmup_stable_decay
 from .image_token_lm import ImageTokenLM, pad_right
 
 PROMPT = "generate an image of"
@@ -236,17 +236,6 @@ def _sample_batch(rng: np.random.Generator, pools: list[np.ndarray], n: int, ent
     return out
 
 
-def _fast_bf16(device) -> bool:
-    """bf16 autocast pays off on CUDA and on CPUs with native bf16 (elsewhere it is emulated, slow)."""
-    if torch.device(device).type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return torch.device(device).type == "cpu" and ("avx512_bf16" in flags or "amx_bf16" in flags)
-
-
 def train_lmm(world, config: LMMConfig, seed: int, device="cpu", deps: dict | None = None) -> tuple[UnifiedLMM, dict]:
     """Next-token training on the train split in both directions (mean loss per direction)."""
     from tqdm.auto import tqdm
@@ -268,7 +257,7 @@ def train_lmm(world, config: LMMConfig, seed: int, device="cpu", deps: dict | No
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.95))
     sched = warmup_stable_decay(opt, config.warmup, config.steps, config.decay)
-    use_bf16 = config.bf16 and _fast_bf16(device)
+    use_bf16 = config.bf16 and fast_bf16(device)
     rng = np.random.default_rng(seed)
     ent = world.train.attributes.get("entity")  # data without ground truth: no entity pool
     is_entity = np.asarray(ent) >= 0 if ent is not None else np.zeros(len(all_codes), bool)

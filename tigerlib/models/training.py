@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import torch
 
@@ -28,6 +29,17 @@ def warmup_stable_decay(opt: torch.optim.Optimizer, warmup: int, steps: int, dec
         return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * tail))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def fast_bf16(device) -> bool:
+    """bf16 autocast pays off on CUDA and on CPUs with native bf16 (elsewhere it is emulated, slow)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return torch.device(device).type == "cpu" and ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
 class Phases:
