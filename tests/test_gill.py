@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tigerlib.errors import TigerError
-from tigerlib.methods.gill import GILL, TINY_GILL, GILLRetriever, info_nce, train_gill, training_pairs
+from tigerlib.methods.gill import GILL, TINY_GILL, GILLRetriever, caption_pairs, info_nce, train_gill, train_image_input, training_pairs
 from tigerlib.methods.gill_mapper import FULL_MAPPER, TINY_MAPPER, GILLMapper
 from tigerlib.models.diffusion import TINY_DIFFUSION, train_diffusion
 from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
@@ -72,6 +72,43 @@ def test_a_short_run_lowers_each_loss(tiny_world, deps):
         if name in ("l2", "nce"):  # the joint stage's batches are smaller (InfoNCE has fewer negatives): the mapper stage alone
             curve = curve[-config.mapper_steps :]
         assert len(curve) >= 16 and np.mean(curve[-4:]) < np.mean(curve[:4]), (name, curve[:4], curve[-4:])
+
+
+def test_the_image_input_reads_scenes_in_one_template_and_keeps_other_captions(tiny_world):
+    from types import SimpleNamespace
+
+    from tigerlib.data import world as W
+
+    attrs = tiny_world.train.attributes
+    rows, texts = caption_pairs(tiny_world, 40, 0.5, 0)
+    kinds = np.asarray(attrs["kind"])[rows]
+    assert (kinds == W.KIND_COMMON).any() and (kinds != W.KIND_COMMON).any()
+    for r, t, k in zip(rows.tolist(), texts, kinds):
+        assert t == W.describe(attrs, r) if k == W.KIND_COMMON else t in tiny_world.train.captions[r]
+    plain = SimpleNamespace(train=SimpleNamespace(attributes={}, captions=tiny_world.train.captions, images=tiny_world.train.images))
+    rows, texts = caption_pairs(plain, 20, 0.0, 0)  # data without ground truth: each row's own captions
+    assert all(t in plain.train.captions[r] for r, t in zip(rows.tolist(), texts))
+    with pytest.raises(TigerError, match="caption_entity_share"):
+        caption_pairs(tiny_world, 4, 1.5, 0)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_image_input_trains_in_fp32_and_bf16(trained, tiny_world, monkeypatch, bf16):
+    from dataclasses import replace
+
+    import tigerlib.methods.gill as G
+
+    gill = trained[0]
+    monkeypatch.setattr(G, "fast_bf16", lambda device: True)  # autocast runs (emulated) on any CPU
+    before = {k: v.clone() for k, v in gill.model.visual_prefix.state_dict().items()}
+    try:
+        losses = train_image_input(gill, tiny_world, replace(TINY_GILL, caption_steps=2, bf16=bf16), 0)
+        assert len(losses) == 2 and np.isfinite(losses).all()
+        assert not torch.equal(before["weight"], gill.model.visual_prefix.weight)
+        assert train_image_input(gill, tiny_world, replace(TINY_GILL, caption_steps=0), 0) == []
+    finally:
+        gill.model.visual_prefix.load_state_dict(before)  # the module-scoped model stays as trained
+        gill.model.eval()
 
 
 def test_a_model_for_other_widths_is_refused_naming_both(trained, deps):
