@@ -189,6 +189,16 @@ def test_outputs_have_the_diffusion_models_shapes(trained, deps):
     assert gill.prompt_embeds([None, "", "红色的圆 🙂"]).shape == (3, *cond.shape[1:])  # odd prompts still give conditioning
 
 
+def test_the_llm_states_are_standardized_on_training_prompts(trained, tiny_world):
+    gill, _, _ = trained
+    m = gill.model
+    assert not torch.equal(m.state_mean, torch.zeros_like(m.state_mean)) and bool((m.state_std > 0).all())
+    states = gill.img_states([c[0] for c in tiny_world.train.captions[:64]])
+    z = m.standardize(states)
+    assert z.mean(0).abs().mean() < 0.5 < z.std(0).mean() < 2.0  # near zero mean, unit spread per position and feature
+    assert {"state_mean", "state_std"} <= set(m.state_dict())  # saved with the model
+
+
 def test_batched_states_equal_one_by_one(trained):
     gill, _, _ = trained
     prompts = ["a red circle on a black background", "square", "the flag of nowhere at all today"]
