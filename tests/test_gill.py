@@ -1,5 +1,6 @@
 """GILL on tiny models: a tiny random Llama stands in for the frozen LLM (the real SmolLM2 is
 tested in test_text_llm.py), the tiny dual encoder and diffusion model for theirs."""
+import copy
 import warnings
 
 import numpy as np
@@ -197,6 +198,9 @@ def test_the_llm_states_are_standardized_on_training_prompts(trained, tiny_world
     z = m.standardize(states)
     assert z.mean(0).abs().mean() < 0.5 < z.std(0).mean() < 2.0  # near zero mean, unit spread per position and feature
     assert {"state_mean", "state_std"} <= set(m.state_dict())  # saved with the model
+    one = copy.deepcopy(m)
+    one.fit_standardization(states[:1])  # one state has no spread: the fit leaves the statistics as they were
+    assert torch.equal(one.state_mean, m.state_mean) and torch.equal(one.state_std, m.state_std)
 
 
 def test_batched_states_equal_one_by_one(trained):

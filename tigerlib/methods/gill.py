@@ -8,10 +8,13 @@ zoo's SmolLM2-135M-Instruct; OPT-6.7B in the paper) is never changed. What is tr
   token loss (the LLM learns to emit it after a caption); [IMG1..7] follow it.
 - **the GILLMapper** (``gill_mapper.py``): [IMG] hidden states + input embeddings -> the diffusion
   model's text-conditioning sequence, trained with an L2 loss against the diffusion model's own
-  text-encoder states of the same caption (captions only). At inference its output is the
-  diffusion model's ``prompt_embeds``.
+  text-encoder states of the same caption (captions only; for a mini-world scene, of its caption
+  in one canonical phrasing: ``canonical_captions``). At inference its output is the diffusion
+  model's ``prompt_embeds``.
 - **the retrieval head**: a linear map of the [IMG0] state and one of the dual encoder's image
   features into a shared space, trained with InfoNCE (:class:`GILLRetriever`).
+- Mapper and head read the [IMG] states standardized per position and feature
+  (``GILLModule.standardize``), not as the LLM writes them.
 - **image input**: the dual encoder's image features mapped to a few LLM input embeddings, trained
   with the captioning loss, so the LLM reads an image and writes about it.
 
@@ -131,6 +134,9 @@ class GILLModule(nn.Module):
 
     @torch.no_grad()
     def fit_standardization(self, states: torch.Tensor) -> None:
+        """Fit :meth:`standardize` to states [n, T, D]; fewer than two states leave it as it is."""
+        if len(states) < 2:
+            return
         self.state_mean.copy_(states.mean(0))
         self.state_std.copy_(states.std(0).clamp(min=1e-3))
 
