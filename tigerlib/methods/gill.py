@@ -132,6 +132,10 @@ class GILLModule(nn.Module):
         and retrieval head barely use the small ones."""
         return (states - self.state_mean) / self.state_std
 
+    def text_vector(self, states: torch.Tensor) -> torch.Tensor:
+        """The retrieval head's unit vector [n, d] of the standardized [IMG0] state of states [n, T, D]."""
+        return F.normalize(self.text_head((states[:, 0] - self.state_mean[0]) / self.state_std[0]), dim=-1)
+
     @torch.no_grad()
     def fit_standardization(self, states: torch.Tensor) -> None:
         """Fit :meth:`standardize` to states [n, T, D]; fewer than two states leave it as it is."""
@@ -265,7 +269,7 @@ class GILL:
     # -- retrieval ------------------------------------------------------------------------------
     def text_vectors(self, prompts, batch_size: int = 64) -> torch.Tensor:
         with torch.no_grad():
-            return F.normalize(self.model.text_head(self.model.standardize(self.img_states(prompts, batch_size))[:, 0]), dim=-1)
+            return self.model.text_vector(self.img_states(prompts, batch_size))
 
     def image_vectors(self, images) -> torch.Tensor:
         with torch.no_grad():
@@ -368,7 +372,7 @@ def _losses(gill: GILL, states: torch.Tensor, targets: torch.Tensor, image_feats
     m = gill.model
     l2 = F.mse_loss(gill.map_states(states), targets)
     same = torch.as_tensor(rows[:, None] == rows[None, :], device=states.device)
-    nce = info_nce(F.normalize(m.text_head(m.standardize(states)[:, 0]), dim=-1), F.normalize(m.image_head(image_feats), dim=-1), m.logit_scale, same)
+    nce = info_nce(m.text_vector(states), F.normalize(m.image_head(image_feats), dim=-1), m.logit_scale, same)
     return l2, nce
 
 
