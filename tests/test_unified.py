@@ -257,6 +257,30 @@ def test_the_classifier_never_trains_on_evaluation_prompts(tiny_world):
     assert all(label == GOLD_LABEL[kind_of[t]] for t, label in zip(train, labels))
 
 
+def test_heldout_language_decisions_score_the_rewritten_prompts(tiny_world):
+    from dataclasses import replace
+
+    from tigerlib.evaluation.unified_bench import bench_split, heldout_language_decisions
+
+    evaluation, _ = bench_split(tiny_world, n=2)
+    gold = {d: np.asarray(q.label).astype(str) for d, q in evaluation.items()}
+    rewritten_knowledge = set(evaluation["knowledge"].heldout_texts)
+    assert not rewritten_knowledge & set(evaluation["knowledge"].texts)
+
+    class Reads:  # retrieves exactly the rewritten knowledge prompts
+        def scores(self, prompts):
+            return np.array([[1.0, 0.0] if p in rewritten_knowledge else [0.0, 1.0] for p in prompts])
+
+    class Always:
+        def scores(self, prompts):
+            return np.tile([1.0, 0.0], (len(prompts), 1))
+
+    out = heldout_language_decisions({"reads": Reads(), "always": Always()}, evaluation, gold)
+    assert out["reads"] == {"knowledge": 1.0, "creative": 1.0, "all": 1.0}
+    assert out["always"] == {"knowledge": 1.0, "creative": 0.0, "all": 0.5}
+    assert heldout_language_decisions({"always": Always()}, {d: replace(q, heldout_texts=None) for d, q in evaluation.items()}, gold) is None
+
+
 def test_the_bench_rows_have_the_issues_shape(toy, tiger, lmm, vq, tiny_world):
     from tigerlib.evaluation.unified_bench import DOMAINS, best_rows, findings, run_bench
     from tigerlib.models.judge import TINY_JUDGE, AttributeJudge

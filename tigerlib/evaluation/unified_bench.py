@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import Queries
 from ..errors import TigerError
-from ..methods.unified import BACKENDS, Backend, Candidate, LikelihoodRule, choose, fit_classifier_rules
+from ..methods.unified import BACKENDS, Backend, Candidate, LikelihoodRule, choose, fit_classifier_rules, retrieval_wins
 from .judging import judged_right, pick
 
 DOMAINS = ("knowledge", "creative", "common")
@@ -121,6 +121,7 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
     if gill is not None:
         learned, stats = fit_classifier_rules(gill, dual_encoder, world.gallery.images, train_prompts, labels, seed=seed)
         rules.update(learned)
+        stats["heldout_language"] = heldout_language_decisions(learned, evaluation, gold)
     seconds: dict[str, float] = {}
     rows: list[dict] = []
     records: list[dict] = []
@@ -171,6 +172,20 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
     return {**out, "records": records} if keep else out
 
 
+def heldout_language_decisions(rules: dict, evaluation: dict[str, Queries], gold: dict[str, np.ndarray]) -> dict | None:
+    """Decision accuracy of the learned rules on the evaluation's knowledge and creative prompts
+    rewritten in the world's held-out language (structures, synonyms and fillers no training
+    prompt uses): does a decision that reads only the prompt survive a new way of asking? None
+    for a world without a held-out language."""
+    if any(evaluation[d].heldout_texts is None for d in ("knowledge", "creative")):
+        return None
+    out = {}
+    for name, rule in rules.items():
+        right = {d: retrieval_wins(rule.scores(evaluation[d].in_heldout_language().texts)) == (gold[d] == "retrieve") for d in ("knowledge", "creative")}
+        out[name] = {**{d: round(float(v.mean()), 4) for d, v in right.items()}, "all": round(float(np.concatenate(list(right.values())).mean()), 4)}
+    return out
+
+
 def best_rows(result: dict, domain: str = "all") -> dict[str, dict]:
     """Per backend, its best unified row in ``domain``: the most chosen images the judge finds
     right (what a person sees), then decision accuracy over the labelled prompts."""
@@ -204,4 +219,7 @@ def findings(result: dict) -> list[str]:
             lines.append(line)
     if agent:
         lines.append(f"the paper's agent (dense + diffusion, reverse score): judge accuracy {agent['judge_accuracy']:.2f}, decision accuracy {agent['decision_accuracy']:.2f}")
+    for name, acc in (result.get("heldout_language") or {}).items():
+        lines.append(f"{name}, the same knowledge and creative prompts in the held-out language: decision accuracy {acc['all']:.2f} "
+                     f"(knowledge {acc['knowledge']:.2f}, creative {acc['creative']:.2f})")
     return lines

@@ -204,10 +204,16 @@ class DecisionClassifier(nn.Module):
         return torch.sigmoid(self.linear((states - self.mean) / self.std).squeeze(-1))
 
 
-def train_decision_classifier(gill, prompts: list[str], labels, steps: int = 300, lr: float = 0.05, weight_decay: float = 1e-2, seed: int = 0) -> tuple[DecisionClassifier, dict]:
+def train_decision_classifier(gill, prompts: list[str], labels, steps: int = 300, lr: float = 0.05, penalty: float = 1.0, seed: int = 0) -> tuple[DecisionClassifier, dict]:
     """Fit :class:`DecisionClassifier` on (prompt, label) pairs, label "retrieve" or "generate"
     (GILL trained its classifier on annotated PartiPrompts; here the gold labels of the mini world).
-    Prompts labelled "either" (common scenes) are skipped: either answer is right for them."""
+    Prompts labelled "either" (common scenes) are skipped: either answer is right for them.
+    ``penalty``: the ridge term penalty * |w|^2 / (2 n) of logistic regression (scikit-learn's default
+    is 1). A few dozen prompts in the world's language are separable with room to spare; without
+    the term the weights grow until p is 0 or 1 and the classifier keys on surface words. On the
+    zoo's GILL (50 + 50 training prompts; the bench's 50 + 50 evaluation prompts rewritten in the
+    world's held-out language) knowledge prompts went 0.68 -> 1.0 retrieved, creative 0.98 -> 1.0
+    generated; in-language stays 1.0 / 1.0."""
     prompts, labels = _check_labels(prompts, labels)
     keep = [i for i, v in enumerate(labels) if v in DECISIONS]
     prompts, y = [prompts[i] for i in keep], torch.tensor([labels[i] == "retrieve" for i in keep], dtype=torch.float32)
@@ -218,9 +224,9 @@ def train_decision_classifier(gill, prompts: list[str], labels, steps: int = 300
     clf = DecisionClassifier(states.shape[1])
     clf.mean.copy_(states.mean(0))
     clf.std.copy_(states.std(0).clamp_min(1e-4))
-    opt = torch.optim.AdamW(clf.linear.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.Adam(clf.linear.parameters(), lr=lr)
     for _ in range(steps):
-        loss = F.binary_cross_entropy(clf(states).clamp(1e-6, 1 - 1e-6), y)
+        loss = F.binary_cross_entropy(clf(states).clamp(1e-6, 1 - 1e-6), y) + penalty * clf.linear.weight.pow(2).sum() / (2 * len(y))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
