@@ -290,6 +290,7 @@ def test_the_bench_rows_have_the_issues_shape(toy, tiger, lmm, vq, tiny_world):
     result = run_bench({"tiger": tiger}, tiny_world, judge, de, lmm, vq, retrievers={"toy": toy.retriever}, n=2, keep=True)
     rows = {(r["name"], r["domain"]): r for r in result["rows"]}
     assert result["n_prompts"] == {d: 2 for d in DOMAINS}
+    assert result["heldout_language"] is None  # no GILL, no learned rules
     keys = {"name", "backend", "rule", "domain", "judge_accuracy", "clip_t", "clip_i", "retrieved_share", "decision_accuracy"}
     assert all(keys <= set(r) for r in result["rows"])
     for name in ("generation only (tiger)", "retrieval only (tiger)", "tiger + forward", "tiger + reverse", "oracle (tiger)", "retrieval only (toy)"):

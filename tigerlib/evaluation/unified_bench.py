@@ -117,7 +117,7 @@ def run_bench(backends: dict[str, Backend], world, judge, dual_encoder, lmm=None
     rules = {}
     if lmm is not None and visual_tokenizer is not None:
         rules.update({d: LikelihoodRule(lmm, visual_tokenizer, d, eta) for d in ("forward", "reverse")})
-    stats = {"classifier": None, "gallery_check": None}
+    stats = {"classifier": None, "gallery_check": None, "heldout_language": None}
     if gill is not None:
         learned, stats = fit_classifier_rules(gill, dual_encoder, world.gallery.images, train_prompts, labels, seed=seed)
         rules.update(learned)
