@@ -335,6 +335,15 @@ def test_the_demo_answers_a_prompt_writes_its_figure_and_prints_the_decision(hom
         answer_prompt(settings, "a red circle", backend="dalle", world=tiny_world, zoo={"lmm": lmm, "visual_tokenizer": vq})
 
 
+def test_the_tour_leaves_out_gills_decision_when_gill_is_not_built(home, tiny_world, capsys):
+    from tigerlib.config import get_settings
+    from tigerlib.demo import learned_answers
+
+    figures = {}
+    assert learned_answers(get_settings(device="cpu"), tiny_world, [0], figures) == [] and figures == {}
+    assert "left out of the tour" in capsys.readouterr().out
+
+
 def test_the_demo_trains_the_learned_rules_on_prompts_the_bench_never_evaluates_at_its_size(lmm, vq, tiny_world, capsys):
     from tigerlib.demo import demo_rule, demo_training_prompts
     from tigerlib.evaluation.unified_bench import bench_split

@@ -82,8 +82,30 @@ def run_demo(settings: Settings) -> dict:
         print(f"  [{q.kind[i]}] gold decision: {q.label[i]}")
         figures[f"answer_{q.kind[i]}"] = a["figure"]
         answers.append(a)
+    answers += learned_answers(settings, world, picks, figures)
     info(f"figures: {', '.join(figures.values())}")
     return {"world": summary, "zoo": status, "figures": figures, "answers": answers}
+
+
+def learned_answers(settings: Settings, world, picks: list[int], figures: dict) -> list[dict]:
+    """The tour's prompts again through GILL's backend and its classifier with the gallery check
+    (the mini TIGeR-Bench's best decision), when GILL is already built; the tour builds nothing for it."""
+    from .errors import TigerError
+    from .zoo import load_dual_encoder, load_gill
+
+    try:
+        zoo = {"gill": load_gill(settings), "dual_encoder": load_dual_encoder(settings)}
+    except TigerError as e:
+        print(f"\nGILL's learned decision is left out of the tour: {e}")
+        return []
+    print("\nthe same prompts through GILL (retrieval head; mapper + diffusion), its classifier with the gallery check deciding:")
+    q, answers = world.queries, []
+    for i in picks:
+        a = answer_prompt(settings, q.texts[i], backend="gill", rule="classifier+gallery", world=world, zoo=zoo, save_as=f"answer_gill_{q.kind[i]}")
+        print(f"  [{q.kind[i]}] gold decision: {q.label[i]}")
+        figures[f"answer_gill_{q.kind[i]}"] = a["figure"]
+        answers.append(a)
+    return answers
 
 
 def demo_models(settings: Settings, backend: str, world, rule: str = "reverse") -> dict:
