@@ -75,13 +75,7 @@ def run_demo(settings: Settings) -> dict:
     save(image_grid(np.stack(images), titles, ncols=4), "tiger_and_generation")
 
     print("\nretrieve or generate (TIGeR backend, reverse rule), one prompt of each kind:")
-    answers = []
-    zoo = {"lmm": tiger.lmm, "visual_tokenizer": tokenizer}
-    for i in picks:
-        a = answer_prompt(settings, q.texts[i], world=world, zoo=zoo, save_as=f"answer_{q.kind[i]}")
-        print(f"  [{q.kind[i]}] gold decision: {q.label[i]}")
-        figures[f"answer_{q.kind[i]}"] = a["figure"]
-        answers.append(a)
+    answers = tour_answers(settings, world, picks, figures, {"lmm": tiger.lmm, "visual_tokenizer": tokenizer}, "tiger", "reverse", "answer")
     answers += learned_answers(settings, world, picks, figures)
     info(f"figures: {', '.join(figures.values())}")
     return {"world": summary, "zoo": status, "figures": figures, "answers": answers}
@@ -99,11 +93,17 @@ def learned_answers(settings: Settings, world, picks: list[int], figures: dict) 
         print(f"\nGILL's learned decision is left out of the tour: {e}")
         return []
     print("\nthe same prompts through GILL (retrieval head; mapper + diffusion), its classifier with the gallery check deciding:")
-    q, answers = world.queries, []
+    return tour_answers(settings, world, picks, figures, zoo, "gill", "classifier+gallery", "answer_gill")
+
+
+def tour_answers(settings: Settings, world, picks: list[int], figures: dict, zoo: dict, backend: str, rule: str, tag: str) -> list[dict]:
+    """Answer the tour's prompts (query rows ``picks``) with one backend and rule, fitted once;
+    print each gold decision and add each figure to ``figures`` as ``{tag}_{kind}``."""
+    q, fitted, answers = world.queries, demo_rule(rule, zoo, world, settings.seed), []
     for i in picks:
-        a = answer_prompt(settings, q.texts[i], backend="gill", rule="classifier+gallery", world=world, zoo=zoo, save_as=f"answer_gill_{q.kind[i]}")
+        a = answer_prompt(settings, q.texts[i], backend, rule, world=world, zoo=zoo, save_as=f"{tag}_{q.kind[i]}", fitted_rule=fitted)
         print(f"  [{q.kind[i]}] gold decision: {q.label[i]}")
-        figures[f"answer_gill_{q.kind[i]}"] = a["figure"]
+        figures[f"{tag}_{q.kind[i]}"] = a["figure"]
         answers.append(a)
     return answers
 
@@ -156,9 +156,10 @@ def demo_rule(rule: str, zoo: dict, world, seed: int = 0):
 
 
 def answer_prompt(settings: Settings, prompt: str, backend: str = "tiger", rule: str = "reverse", world=None, zoo: dict | None = None,
-                  save_as: str = "answer", quiet: bool = False) -> dict:
+                  save_as: str = "answer", quiet: bool = False, fitted_rule=None) -> dict:
     """``tiger demo "a prompt"``: build what is missing, answer the prompt (retrieve, generate,
-    decide), write the figure and print the decision. Returns the answer object with its figure."""
+    decide), write the figure and print the decision. Returns the answer object with its figure.
+    ``fitted_rule``: ``rule`` as :func:`demo_rule` made it, to answer many prompts without refitting."""
     from .data.world_store import build_world
     from .errors import TigerError
     from .methods.unified import BACKENDS, RULES, answer, make_backend
@@ -168,7 +169,7 @@ def answer_prompt(settings: Settings, prompt: str, backend: str = "tiger", rule:
         raise TigerError(f"backend {backend!r}, rule {rule!r}: use a backend of {', '.join(BACKENDS)} and a rule of {', '.join(RULES)}")
     world = world or build_world(settings.data_dir, settings.world_config())
     zoo = zoo or demo_models(settings, backend, world, rule)
-    a = answer(prompt, make_backend(backend, zoo, world.gallery.images), demo_rule(rule, zoo, world, settings.seed), seed=settings.seed)
+    a = answer(prompt, make_backend(backend, zoo, world.gallery.images), fitted_rule or demo_rule(rule, zoo, world, settings.seed), seed=settings.seed)
     path = settings.home / f"demo_{save_as}.png"
     plot_answer(a).savefig(path, dpi=120)
     out = {**a.to_json(), "figure": str(path)}
