@@ -211,6 +211,30 @@ def test_batched_states_equal_one_by_one(trained):
     assert torch.allclose(batched, single, atol=1e-5)
 
 
+def test_img_states_through_the_prompts_kv_cache_equal_one_pass(trained):
+    """The prompt runs into a KV cache and the [IMG] tokens on it: the states of one pass over both."""
+    gill, _, _ = trained
+    prompts = ["a red circle on a black background", "square"]
+    embeds, mask = gill._with_img_tokens(prompts)
+    with torch.no_grad():
+        hidden = gill.llm.model.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        states, last = gill._img_states(prompts)
+    T = gill.config.img_tokens
+    assert torch.allclose(states, hidden[:, -T:], atol=1e-5) and torch.allclose(last, hidden[:, -T - 1], atol=1e-5)
+
+
+def test_the_bf16_copy_computes_what_autocast_does(deps):
+    from tigerlib.models.training import bf16_linear_copy
+
+    model = deps["text_llm"].model
+    half = bf16_linear_copy(model)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(model(input_ids=ids).logits, half(input_ids=ids).logits)
+    assert half.get_output_embeddings().weight.dtype == torch.bfloat16 and model.get_output_embeddings().weight.dtype == torch.float32
+    assert half.get_input_embeddings().weight.dtype == torch.float32  # untied from the output layer, not rounded
+
+
 def test_retriever_interface_and_captions(trained, tiny_world):
     gill, _, _ = trained
     r = gill.retriever(tiny_world.gallery.images)
