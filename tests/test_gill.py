@@ -209,6 +209,8 @@ def test_batched_states_equal_one_by_one(trained):
     batched = gill.img_states(prompts)
     single = torch.cat([gill.img_states([p]) for p in prompts])
     assert torch.allclose(batched, single, atol=1e-5)
+    repeated = gill.img_states([prompts[1], prompts[0], prompts[1]])  # repeats run once, rows stay in order
+    assert repeated.shape[0] == 3 and torch.allclose(repeated, single[[1, 0, 1]], atol=1e-5)
 
 
 def test_img_states_through_the_prompts_kv_cache_equal_one_pass(trained):

@@ -239,11 +239,16 @@ class GILL:
         return hidden, prompt.last_hidden_state[:, -1]
 
     def img_states(self, prompts, batch_size: int = 64) -> torch.Tensor:
-        """[IMG] hidden states [n, T, D] of prompts (no gradient)."""
+        """[IMG] hidden states [n, T, D] of prompts (no gradient); a repeated prompt runs once (16%
+        of GILL's training captions are repeats)."""
         prompts, _ = check_prompts(prompts)
+        unique = list(dict.fromkeys(prompts))
         with torch.no_grad():
-            out = [self._img_states(prompts[i : i + batch_size])[0] for i in range(0, len(prompts), batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, self.config.img_tokens, self.shapes["llm_width"])
+            out = [self._img_states(unique[i : i + batch_size])[0] for i in range(0, len(unique), batch_size)]
+        if not out:
+            return torch.zeros(0, self.config.img_tokens, self.shapes["llm_width"])
+        row = {p: i for i, p in enumerate(unique)}
+        return torch.cat(out)[[row[p] for p in prompts]]
 
     def _token_logits(self, last: torch.Tensor) -> torch.Tensor:
         """Next-token logits over the LLM's vocabulary plus the [IMG] tokens (tied output rows)."""
