@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tigerlib.errors import TigerError
-from tigerlib.methods.gill import GILL, TINY_GILL, GILLRetriever, caption_pairs, info_nce, train_gill, train_image_input, training_pairs
+from tigerlib.methods.gill import GILL, TINY_GILL, GILLRetriever, bf16_linear_copy, caption_pairs, info_nce, train_gill, train_image_input, training_pairs
 from tigerlib.methods.gill_mapper import FULL_MAPPER, TINY_MAPPER, GILLMapper
 from tigerlib.models.diffusion import TINY_DIFFUSION, train_diffusion
 from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
@@ -226,8 +226,6 @@ def test_img_states_through_the_prompts_kv_cache_equal_one_pass(trained):
 
 
 def test_the_bf16_copy_computes_what_autocast_does(deps):
-    from tigerlib.models.training import bf16_linear_copy
-
     model = deps["text_llm"].model
     half = bf16_linear_copy(model)
     ids = torch.tensor([[1, 2, 3, 4]])

@@ -1,13 +1,11 @@
 """Small pieces shared by the zoo's training loops."""
 from __future__ import annotations
 
-import copy
 import math
 import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 
 def warmup_cosine(opt: torch.optim.Optimizer, warmup: int, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -42,18 +40,6 @@ def fast_bf16(device) -> bool:
     except OSError:
         return False
     return torch.device(device).type == "cpu" and ("avx512_bf16" in flags or "amx_bf16" in flags)
-
-
-def bf16_linear_copy(model: nn.Module) -> nn.Module:
-    """A frozen copy of ``model`` whose Linear weights are stored in bf16, for bf16 autocast. Autocast
-    recasts a weight that needs no gradient at every use; stored in bf16 it is cast once. Every
-    other tensor stays as it is (token embeddings untied from a tied output layer), so under
-    autocast the copy computes exactly what the original does."""
-    half = copy.deepcopy(model)
-    for module in half.modules():
-        if isinstance(module, nn.Linear):
-            module.weight = nn.Parameter(module.weight.detach().to(torch.bfloat16), requires_grad=False)
-    return half
 
 
 class Phases:
