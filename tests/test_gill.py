@@ -233,6 +233,7 @@ def test_the_bf16_copy_computes_what_autocast_does(deps):
         assert torch.equal(model(input_ids=ids).logits, half(input_ids=ids).logits)
     assert half.get_output_embeddings().weight.dtype == torch.bfloat16 and model.get_output_embeddings().weight.dtype == torch.float32
     assert half.get_input_embeddings().weight.dtype == torch.float32  # untied from the output layer, not rounded
+    assert bf16_linear_copy(half.to(torch.bfloat16)) is half  # a half-precision model is not copied again
 
 
 def test_retriever_interface_and_captions(trained, tiny_world):

@@ -490,7 +490,10 @@ def bf16_linear_copy(model: nn.Module) -> nn.Module:
     """A frozen copy of ``model`` whose Linear weights are stored in bf16, for bf16 autocast. Autocast
     recasts a weight that needs no gradient at every use; stored in bf16 it is cast once. Every
     other tensor stays as it is (token embeddings untied from a tied output layer), so under
-    autocast the copy computes exactly what the original does."""
+    autocast the copy computes exactly what the original does. A model already in half precision
+    (a full-scale LLM) is returned as it is: no second copy in memory."""
+    if next(model.parameters()).dtype != torch.float32:
+        return model
     half = copy.deepcopy(model)
     for module in half.modules():
         if isinstance(module, nn.Linear):
