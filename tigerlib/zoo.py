@@ -185,9 +185,10 @@ FLOORS: dict[str, dict[str, float]] = {
     "grace_string": {"knowledge.r1": 0.7, "common.r10": 0.6},
     "grace_structured": {"knowledge.r10": 0.6, "common.r10": 0.25},
     "grace_numeric": {"knowledge.r10": 0.4},
-    # GILL (100 held-out common prompts; the first 100 queries of each kind): built 1.0, 1.0, 0.85, 0.85 with standardized
+    # GILL (100 held-out common prompts; the first 100 queries of each kind): built 1.06, 1.0, 0.83, 0.81 with standardized
     # states and canonical targets (without them 0.86, 0.96, 0.75, 0.75). The first two floors are issue 15's targets (mapped
-    # at least 0.9 of direct); retrieval.common 0.75 is its 0.8x dense (0.93). Captions of 100 validation scenes naming
+    # at least 0.9 of direct); retrieval.common 0.75 is its 0.8x dense (0.93), and float noise in the cached states moved it
+    # to 0.71 once (GILLConfig's comments). Captions of 100 validation scenes naming
     # shape and colour: 0.38 built (0.15 to 0.43 over seeds of the image-input stage; 0.0 with the earlier 20 steps)
     "gill": {"common_judge_ratio": 0.9, "common_clip_t_ratio": 0.9, "retrieval.common": 0.75, "retrieval.knowledge": 0.6, "caption_shape_and_color": 0.1},
 }
