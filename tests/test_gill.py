@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tigerlib.errors import TigerError
-from tigerlib.methods.gill import GILL, TINY_GILL, GILLRetriever, bf16_linear_copy, caption_pairs, info_nce, train_gill, train_image_input, training_pairs
+from tigerlib.methods.gill import GILL, TINY_GILL, GILLRetriever, bf16_linear_copy, caption_pairs, info_nce, start_from_text, train_gill, train_image_input, training_pairs
 from tigerlib.methods.gill_mapper import FULL_MAPPER, TINY_MAPPER, GILLMapper
 from tigerlib.models.diffusion import TINY_DIFFUSION, train_diffusion
 from tigerlib.models.dual_encoder import TINY_DUAL_ENCODER, DualEncoder
@@ -110,6 +110,25 @@ def test_the_image_input_trains_in_fp32_and_bf16(trained, tiny_world, monkeypatc
     finally:
         gill.model.visual_prefix.load_state_dict(before)  # the module-scoped model stays as trained
         gill.model.eval()
+
+
+def test_the_image_input_starts_from_the_llms_embeddings_of_a_text(trained):
+    gill = trained[0]
+    prefix = gill.model.visual_prefix
+    before = {k: v.clone() for k, v in prefix.state_dict().items()}
+    try:
+        ids = gill.llm.tokenizer("a red circle", add_special_tokens=False).input_ids
+        start_from_text(gill, "a red circle")
+        rows = prefix.bias.view(gill.config.visual_tokens, -1)
+        table = gill.llm.model.get_input_embeddings().weight
+        for v in range(gill.config.visual_tokens):  # the text's tokens in turn
+            assert torch.equal(rows[v], table[ids[v % len(ids)]])
+        assert torch.equal(prefix.weight, before["weight"])
+        bias = prefix.bias.clone()
+        start_from_text(gill, "")  # no text: left as it is
+        assert torch.equal(prefix.bias, bias)
+    finally:
+        prefix.load_state_dict(before)
 
 
 def test_a_model_for_other_widths_is_refused_naming_both(trained, deps):
